@@ -1,0 +1,9 @@
+"""App config for :mod:`campaigns`."""
+
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class CampaignsConfig(AppConfig):
+    name = "campaigns"

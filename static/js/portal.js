@@ -1,0 +1,25 @@
+// Small progressive enhancements; the portal works without JavaScript.
+(function () {
+  "use strict";
+  // Copy-to-clipboard buttons: <button data-copy-target="#id">.
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("[data-copy-target]");
+    if (!button) return;
+    var target = document.querySelector(button.getAttribute("data-copy-target"));
+    if (!target || !navigator.clipboard) return;
+    navigator.clipboard.writeText(target.value || target.textContent.trim()).then(function () {
+      var original = button.textContent;
+      button.textContent = button.getAttribute("data-copied-label") || "Copied";
+      setTimeout(function () { button.textContent = original; }, 2000);
+    });
+  });
+  // Confirmation for destructive forms: <form data-confirm="...">.
+  document.addEventListener("submit", function (event) {
+    var message = event.target.getAttribute("data-confirm");
+    if (message && !window.confirm(message)) event.preventDefault();
+  });
+  // Progress bars without inline styles (CSP): <div class="progress-bar" data-progress="42">.
+  document.querySelectorAll("[data-progress]").forEach(function (bar) {
+    bar.style.width = Math.max(0, Math.min(100, parseFloat(bar.getAttribute("data-progress")) || 0)) + "%";
+  });
+})();

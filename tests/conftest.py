@@ -1,0 +1,105 @@
+"""Shared fixtures: real PostgreSQL and Redis (fail, never skip, without them) and the personas
+(owner, admin, member, client-user, outsider) of one organisation with two clients."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import redis
+from django.conf import settings
+from django.test import Client as HttpClient
+
+from accounts.models import Client, Membership, Organisation, SenderAddress, SendingAccount, User
+from tests.factories import (
+    ClientFactory,
+    MembershipFactory,
+    OrganisationFactory,
+    SenderAddressFactory,
+    SendingAccountFactory,
+    UserFactory,
+)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """The suite runs against the real services; a missing one is an error, not a skip."""
+    engine = settings.DATABASES["default"]["ENGINE"]
+    if "postgresql" not in engine:
+        pytest.exit(f"Tests need PostgreSQL (DATABASE_URL); got {engine}. Use `make test`.", returncode=2)
+    if not settings.REDIS_URL:
+        pytest.exit("Tests need Redis (REDIS_URL). Use `make test`.", returncode=2)
+    try:
+        redis.Redis.from_url(settings.REDIS_URL).ping()
+    except redis.RedisError as exc:
+        pytest.exit(f"Redis at {settings.REDIS_URL} is not reachable: {exc}", returncode=2)
+
+
+@pytest.fixture(autouse=True)
+def _flush_redis() -> Any:
+    """Each test starts with empty queues, cache and rate-limit counters."""
+    conn = redis.Redis.from_url(settings.REDIS_URL)
+    conn.flushdb()
+    yield
+    conn.flushdb()
+
+
+@dataclass
+class Tenant:
+    organisation: Organisation
+    client_a: Client
+    client_b: Client
+    account_org: SendingAccount
+    account_a: SendingAccount
+    account_b: SendingAccount
+    sender_a: SenderAddress
+    sender_b: SenderAddress
+    owner: User
+    admin: User
+    member: User
+    client_user: User  # bound to client_a
+
+
+@pytest.fixture
+def tenant(db: None) -> Tenant:
+    org = OrganisationFactory(name="Acme Agency")
+    client_a = ClientFactory(organisation=org, name="Alpha Bakery")
+    client_b = ClientFactory(organisation=org, name="Beta Cars")
+    account_org = SendingAccountFactory(organisation=org, name="Acme main")
+    account_a = SendingAccountFactory(organisation=org, client=client_a, name="Alpha account")
+    account_b = SendingAccountFactory(organisation=org, client=client_b, name="Beta account")
+    owner = MembershipFactory(organisation=org, role=Membership.Role.OWNER, user__email="owner@acme.example").user
+    admin = MembershipFactory(organisation=org, role=Membership.Role.ADMIN, user__email="admin@acme.example").user
+    member = MembershipFactory(organisation=org, role=Membership.Role.MEMBER, user__email="member@acme.example").user
+    client_user = MembershipFactory(
+        organisation=org, role=Membership.Role.CLIENT_USER, client=client_a, user__email="alpha@acme.example"
+    ).user
+    return Tenant(
+        organisation=org, client_a=client_a, client_b=client_b, account_org=account_org,
+        account_a=account_a, account_b=account_b,
+        sender_a=SenderAddressFactory(sending_account=account_a, email="news@alpha.example"),
+        sender_b=SenderAddressFactory(sending_account=account_b, email="news@beta.example"),
+        owner=owner, admin=admin, member=member, client_user=client_user,
+    )
+
+
+@pytest.fixture
+def outsider(db: None) -> User:
+    """Owner of another organisation, with its own client and account."""
+    membership = MembershipFactory(role=Membership.Role.OWNER, user__email="owner@other.example")
+    SendingAccountFactory(organisation=membership.organisation, name="Other account")
+    return membership.user
+
+
+@pytest.fixture
+def login(client: HttpClient) -> Any:
+    def _login(user: User) -> HttpClient:
+        client.force_login(user)
+        return client
+
+    return _login
+
+
+@pytest.fixture
+def staff_user(db: None) -> User:
+    return UserFactory(email="team@xes.example", is_staff=True, is_superuser=True)

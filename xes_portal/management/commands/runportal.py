@@ -1,0 +1,64 @@
+"""Start everything `make run` needs: an embedded Redis-compatible server, an RQ worker and the
+web server. No PostgreSQL or Redis installation is needed; Ctrl-C stops all of it cleanly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+
+QUEUES = ("default", "sending", "low")
+
+
+class Command(BaseCommand):
+    help = "Run the portal, a worker and (without REDIS_URL) an embedded queue server."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--addr", default="127.0.0.1:8000")
+        parser.add_argument("--redis-port", type=int, default=int(os.environ.get("EMBEDDED_REDIS_PORT", "6390")))
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        env = os.environ.copy()
+        server = None
+        if not env.get("REDIS_URL"):
+            server = self._start_embedded_redis(options["redis_port"])
+            env["REDIS_URL"] = f"redis://127.0.0.1:{options['redis_port']}/0"
+            self.stdout.write(f"embedded queue server on {env['REDIS_URL']}")
+        manage = [sys.executable, os.path.abspath(sys.argv[0])]
+        children = [
+            subprocess.Popen([*manage, "rqworker", *QUEUES, "--with-scheduler"], env=env),
+            subprocess.Popen([*manage, "runserver", options["addr"], "--noreload"], env=env),
+        ]
+        self.stdout.write(self.style.SUCCESS(f"XES Portal: http://{options['addr']}/  (Ctrl-C to stop)"))
+        try:
+            while all(child.poll() is None for child in children):
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            for child in children:
+                if child.poll() is None:
+                    child.send_signal(signal.SIGINT)
+            for child in children:
+                try:
+                    child.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+            if server is not None:
+                server.shutdown()
+                server.server_close()
+            self.stdout.write("stopped.")
+
+    def _start_embedded_redis(self, port: int) -> Any:
+        from fakeredis import TcpFakeServer
+
+        server = TcpFakeServer(("127.0.0.1", port), server_type="redis")
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True, name="embedded-redis").start()
+        return server

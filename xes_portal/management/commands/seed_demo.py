@@ -1,0 +1,58 @@
+"""Create (or refresh) the demo organisation so that a newcomer can log in and look around.
+
+Idempotent: running it twice changes nothing the second time. Prints the demo login.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from allauth.account.models import EmailAddress
+from django.core.management.base import BaseCommand
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import Client, Membership, Organisation, SenderAddress, SendingAccount, User
+
+DEMO_EMAIL = "demo@xes.example"
+ADMIN_EMAIL = "admin@xes.example"
+DEMO_ORG = "Demo Print & Marketing GmbH"
+
+
+class Command(BaseCommand):
+    help = "Create the demo organisation, clients, sending accounts, a verified sender and logins."
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        # Demo data only: the password is public on purpose and can be changed with DEMO_PASSWORD.
+        password = os.environ.get("DEMO_PASSWORD", "xes-demo-2026")
+        with transaction.atomic():
+            owner = self._user(DEMO_EMAIL, password, staff=False)
+            self._user(ADMIN_EMAIL, password, staff=True)
+            org, _ = Organisation.objects.get_or_create(
+                name=DEMO_ORG,
+                defaults={"billing_email": DEMO_EMAIL, "has_cross_media_configuration": True},
+            )
+            Membership.objects.get_or_create(user=owner, organisation=org, defaults={"role": Membership.Role.OWNER})
+            bakery, _ = Client.objects.get_or_create(
+                organisation=org, name="Bäckerei Sonnenschein", defaults={"contact_email": "info@baeckerei.example"}
+            )
+            Client.objects.get_or_create(
+                organisation=org, name="Autohaus Nord", defaults={"contact_email": "marketing@autohaus-nord.example"}
+            )
+            main, _ = SendingAccount.objects.get_or_create(organisation=org, name="Main account")
+            SendingAccount.objects.get_or_create(organisation=org, name="Bäckerei Sonnenschein", defaults={"client": bakery})
+            SenderAddress.objects.get_or_create(
+                sending_account=main,
+                email="news@demo-print.example",
+                defaults={"display_name": "Demo Print News", "verified_at": timezone.now()},
+            )
+        self.stdout.write(f"demo login: {DEMO_EMAIL} / {password}")
+        self.stdout.write(f"back-office login: {ADMIN_EMAIL} / {password} (at /admin/)")
+
+    def _user(self, email: str, password: str, *, staff: bool) -> User:
+        user = User.objects.filter(email=email).first()
+        if user is None:
+            user = User.objects.create_user(email=email, password=password, is_staff=staff, is_superuser=staff)
+        EmailAddress.objects.get_or_create(user=user, email=email, defaults={"verified": True, "primary": True})
+        return user

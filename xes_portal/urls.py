@@ -1,0 +1,22 @@
+"""Root URLs. Public interfaces are listed in DESIGN.md and must stay stable."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import include, path
+
+from xes_portal import api, views
+
+admin.site.site_header = "XES back office"
+admin.site.site_title = "XES back office"
+admin.site.index_title = "XES team"
+
+urlpatterns = [
+    path("healthz", views.healthz, name="healthz"),
+    path("admin/rq/", include("django_rq.urls")),
+    path("admin/", admin.site.urls),
+    path("accounts/", include("allauth.urls")),
+    path("i18n/", include("django.conf.urls.i18n")),
+    path("api/v1/account", api.account, name="api_account"),
+    path("", include("accounts.urls")),
+]
