@@ -76,18 +76,30 @@ class UserAdmin(BaseUserAdmin):
 
 @admin.register(Organisation)
 class OrganisationAdmin(admin.ModelAdmin):
-    list_display = ("name", "billing_email", "has_cross_media_configuration", "is_cloud_emedia_customer",
-                    "members_count", "clients_count", "accounts_count", "created_at")
+    list_display = (
+        "name",
+        "billing_email",
+        "has_cross_media_configuration",
+        "is_cloud_emedia_customer",
+        "members_count",
+        "clients_count",
+        "accounts_count",
+        "created_at",
+    )
     list_filter = ("has_cross_media_configuration", "is_cloud_emedia_customer", "created_at")
     search_fields = ("name", "billing_email", "memberships__user__email")
     date_hierarchy = "created_at"
     inlines = (MembershipInline, ClientInline, SendingAccountInline)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Organisation]:
-        return super().get_queryset(request).annotate(
-            n_members=Count("memberships", distinct=True),
-            n_clients=Count("clients", distinct=True),
-            n_accounts=Count("sending_accounts", distinct=True),
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                n_members=Count("memberships", distinct=True),
+                n_clients=Count("clients", distinct=True),
+                n_accounts=Count("sending_accounts", distinct=True),
+            )
         )
 
     @admin.display(description=_("members"), ordering="n_members")

@@ -14,7 +14,9 @@ from django.shortcuts import render
 from accounts.constants import Perm
 
 
-def membership_required(perm: Perm | None = None) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
+def membership_required(
+    perm: Perm | None = None,
+) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
     """Require a logged-in user with a membership; with ``perm``, answer 403 to roles without it."""
 
     def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:

@@ -48,7 +48,7 @@ class SendingAccountForm(forms.ModelForm[SendingAccount]):
         super().__init__(*args, **kwargs)
         self.organisation = membership.organisation
         self.fields["client"].queryset = Client.objects.for_membership(membership)  # type: ignore[attr-defined]
-        self.fields["client"].empty_label = _("— none (the organisation's own) —")
+        self.fields["client"].empty_label = _("— none (the organisation's own) —")  # type: ignore[attr-defined]
 
     def clean_name(self) -> str:
         name = self.cleaned_data["name"].strip()
@@ -62,7 +62,9 @@ class SendingAccountForm(forms.ModelForm[SendingAccount]):
 
 class SenderAddressForm(forms.Form):
     sending_account = forms.ModelChoiceField(queryset=SendingAccount.objects.none(), label=_("Sending account"))
-    email = forms.CharField(label=_("E-mail address"), max_length=254, help_text=_("We send a confirmation link to it."))
+    email = forms.CharField(
+        label=_("E-mail address"), max_length=254, help_text=_("We send a confirmation link to it.")
+    )
     display_name = forms.CharField(
         label=_("Display name"), max_length=200, required=False, help_text=_("Shown as the sender, e.g. “Acme News”.")
     )
@@ -114,7 +116,7 @@ class InviteForm(_RoleClientMixin):
         super().__init__(*args, **kwargs)
         self._scope_clients(organisation)
         if not can_invite_owner:
-            self.fields["role"].choices = [c for c in Membership.Role.choices if c[0] != Membership.Role.OWNER]
+            self.fields["role"].choices = [c for c in Membership.Role.choices if c[0] != Membership.Role.OWNER]  # type: ignore[attr-defined]
 
     def clean_email(self) -> str:
         return services.normalise_email(self.cleaned_data["email"]).lower()
@@ -133,7 +135,9 @@ class AcceptInvitationSignupForm(forms.Form):
     """For an invited person without a login: choose a password (the link proved the address)."""
 
     password1 = forms.CharField(label=_("Password"), widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}))
-    password2 = forms.CharField(label=_("Password (again)"), widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}))
+    password2 = forms.CharField(
+        label=_("Password (again)"), widget=forms.PasswordInput(attrs={"autocomplete": "new-password"})
+    )
 
     def __init__(self, *args: Any, email: str, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -207,9 +207,7 @@ class SendingAccount(models.Model):
         SUSPENDED = "suspended", _("Suspended")
 
     organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="sending_accounts")
-    client = models.ForeignKey(
-        Client, on_delete=models.PROTECT, null=True, blank=True, related_name="sending_accounts"
-    )
+    client = models.ForeignKey(Client, on_delete=models.PROTECT, null=True, blank=True, related_name="sending_accounts")
     name = models.CharField(_("name"), max_length=100)
     standing = models.CharField(_("standing"), max_length=20, choices=Standing.choices, default=Standing.GOOD)
     standing_changed_at = models.DateTimeField(_("standing changed"), null=True, blank=True)
@@ -338,4 +336,3 @@ class ApiKey(models.Model):
         """Return (prefix, raw key). The raw key is ``xes_<prefix>_<secret>``."""
         prefix = secrets.token_hex(4)
         return prefix, f"{API_KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
-

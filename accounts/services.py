@@ -148,7 +148,9 @@ def check_sender_token(token: str) -> LinkCheck:
     return LinkCheck(LinkStatus.VALID, sender)
 
 
-def add_sender_address(account: SendingAccount, email: str, display_name: str, created_by: User | None) -> SenderAddress:
+def add_sender_address(
+    account: SendingAccount, email: str, display_name: str, created_by: User | None
+) -> SenderAddress:
     """Register a From address (unverified) and e-mail its confirmation link."""
     address = normalise_email(email)
     name = clean_display_name(display_name)
@@ -184,7 +186,10 @@ def send_sender_verification(sender: SenderAddress) -> None:
             assert oldest is not None
             wait = int((oldest.sent_at + timedelta(hours=1) - now).total_seconds()) + 1
             raise RateLimited(
-                _("Too many links were sent for this address in the last hour. Please try again in %(minutes)d minutes.")
+                _(
+                    "Too many links were sent for this address in the last hour. "
+                    "Please try again in %(minutes)d minutes."
+                )
                 % {"minutes": max(1, wait // 60)},
                 retry_after=wait,
             )
@@ -237,7 +242,9 @@ def assert_sender_can_send(sender: SenderAddress) -> None:
 # --- members and invitations --------------------------------------------------------------
 
 
-def invite_member(organisation: Organisation, email: str, role: str, client: Client | None, invited_by: User) -> Invitation:
+def invite_member(
+    organisation: Organisation, email: str, role: str, client: Client | None, invited_by: User
+) -> Invitation:
     """Create an invitation and e-mail its link after commit."""
     address = normalise_email(email).lower()
     if role == Membership.Role.CLIENT_USER and client is None:
@@ -249,7 +256,11 @@ def invite_member(organisation: Organisation, email: str, role: str, client: Cli
     if Membership.objects.filter(organisation=organisation, user__email__iexact=address).exists():
         raise ValidationError(_("%(email)s is already a member.") % {"email": address})
     invitation = Invitation.objects.create(
-        organisation=organisation, email=address, role=role, client=client, invited_by=invited_by,
+        organisation=organisation,
+        email=address,
+        role=role,
+        client=client,
+        invited_by=invited_by,
         nonce=secrets.token_hex(16),
     )
     token = signing.dumps({"i": invitation.pk, "n": invitation.nonce}, salt=INVITATION_TOKEN_SALT)
@@ -257,8 +268,12 @@ def invite_member(organisation: Organisation, email: str, role: str, client: Cli
     role_label = str(Membership.Role(role).label)
     transaction.on_commit(
         lambda: emails.invitation(
-            address, accept_url=url, organisation_name=organisation.name, role_label=role_label,
-            invited_by=invited_by.email, valid_days=settings.INVITATION_MAX_AGE // 86400,
+            address,
+            accept_url=url,
+            organisation_name=organisation.name,
+            role_label=role_label,
+            invited_by=invited_by.email,
+            valid_days=settings.INVITATION_MAX_AGE // 86400,
         )
     )
     return invitation
@@ -352,7 +367,12 @@ def revoke_api_key(key: ApiKey) -> None:
 
 def authenticate_api_key(raw: str) -> ApiKey | None:
     """The active key for a raw secret, recording when it was last used (at most once a minute)."""
-    key = ApiKey.objects.active().select_related("sending_account__organisation").filter(hashed_key=ApiKey.hash(raw)).first()
+    key = (
+        ApiKey.objects.active()
+        .select_related("sending_account__organisation")
+        .filter(hashed_key=ApiKey.hash(raw))
+        .first()
+    )
     if key is None:
         return None
     now = timezone.now()

@@ -51,31 +51,52 @@ def dashboard(request: AuthedRequest) -> HttpResponse:
     senders = SenderAddress.objects.for_membership(m)
     standing = dict(accounts.values_list("standing").annotate(n=Count("pk")).values_list("standing", "n"))
     sender_counts = senders.aggregate(
-        verified=Count("pk", filter=Q(verified_at__isnull=False)), pending=Count("pk", filter=Q(verified_at__isnull=True))
+        verified=Count("pk", filter=Q(verified_at__isnull=False)),
+        pending=Count("pk", filter=Q(verified_at__isnull=True)),
     )
     clients_count = Client.objects.for_membership(m).count()
     keys_count = ApiKey.objects.for_membership(m).active().count()
     steps = [
-        {"done": clients_count > 0, "label": _("Add a client"), "url": reverse("client_create"),
-         "hidden": not m.can(Perm.MANAGE_CLIENTS)},
-        {"done": accounts.exists(), "label": _("Create a sending account"), "url": reverse("account_create"),
-         "hidden": not m.can(Perm.MANAGE_SENDING_ACCOUNTS)},
-        {"done": sender_counts["verified"] > 0, "label": _("Verify a sender address"), "url": reverse("sender_create"),
-         "hidden": not m.can(Perm.MANAGE_SENDERS)},
-        {"done": keys_count > 0, "label": _("Create an API key for your workflow server"),
-         "url": reverse("api_key_create"), "hidden": not m.can(Perm.MANAGE_API_KEYS)},
+        {
+            "done": clients_count > 0,
+            "label": _("Add a client"),
+            "url": reverse("client_create"),
+            "hidden": not m.can(Perm.MANAGE_CLIENTS),
+        },
+        {
+            "done": accounts.exists(),
+            "label": _("Create a sending account"),
+            "url": reverse("account_create"),
+            "hidden": not m.can(Perm.MANAGE_SENDING_ACCOUNTS),
+        },
+        {
+            "done": sender_counts["verified"] > 0,
+            "label": _("Verify a sender address"),
+            "url": reverse("sender_create"),
+            "hidden": not m.can(Perm.MANAGE_SENDERS),
+        },
+        {
+            "done": keys_count > 0,
+            "label": _("Create an API key for your workflow server"),
+            "url": reverse("api_key_create"),
+            "hidden": not m.can(Perm.MANAGE_API_KEYS),
+        },
     ]
     visible = [s for s in steps if not s["hidden"]]
-    return render(request, "accounts/dashboard.html", {
-        "clients_count": clients_count,
-        "accounts_count": accounts.count(),
-        "standing": [(s, standing.get(s.value, 0)) for s in SendingAccount.Standing],
-        "sender_counts": sender_counts,
-        "keys_count": keys_count,
-        "steps": visible,
-        "steps_done": sum(1 for s in visible if s["done"]),
-        "recent_senders": senders.select_related("sending_account").order_by("-created_at")[:5],
-    })
+    return render(
+        request,
+        "accounts/dashboard.html",
+        {
+            "clients_count": clients_count,
+            "accounts_count": accounts.count(),
+            "standing": [(s, standing.get(s.value, 0)) for s in SendingAccount.Standing],
+            "sender_counts": sender_counts,
+            "keys_count": keys_count,
+            "steps": visible,
+            "steps_done": sum(1 for s in visible if s["done"]),
+            "recent_senders": senders.select_related("sending_account").order_by("-created_at")[:5],
+        },
+    )
 
 
 @membership_required()
@@ -119,13 +140,29 @@ def _render_members(request: AuthedRequest, invite_form: InviteForm, status: int
     invitations = Invitation.objects.for_membership(m).filter(accepted_at__isnull=True).select_related("client")
     manage = m.can(Perm.MANAGE_MEMBERS)
     rows = [
-        (member, RoleForm(organisation=m.organisation, initial={"role": member.role, "client": member.client_id},
-                          prefix=f"m{member.pk}") if manage else None)
+        (
+            member,
+            RoleForm(
+                organisation=m.organisation,
+                initial={"role": member.role, "client": member.client_id},
+                prefix=f"m{member.pk}",
+            )
+            if manage
+            else None,
+        )
         for member in members
     ]
-    return render(request, "accounts/members.html", {
-        "rows": rows, "invitations": invitations, "invite_form": invite_form, "manage_members": manage,
-    }, status=status)
+    return render(
+        request,
+        "accounts/members.html",
+        {
+            "rows": rows,
+            "invitations": invitations,
+            "invite_form": invite_form,
+            "manage_members": manage,
+        },
+        status=status,
+    )
 
 
 @require_POST
@@ -137,8 +174,11 @@ def member_invite(request: AuthedRequest) -> HttpResponse:
         try:
             with transaction.atomic():
                 services.invite_member(
-                    m.organisation, form.cleaned_data["email"], form.cleaned_data["role"],
-                    form.cleaned_data["client"], request.user,
+                    m.organisation,
+                    form.cleaned_data["email"],
+                    form.cleaned_data["role"],
+                    form.cleaned_data["client"],
+                    request.user,
                 )
         except ValidationError as exc:
             _add_errors(form, exc)
@@ -156,14 +196,16 @@ def member_change_role(request: AuthedRequest, pk: int) -> HttpResponse:
     if not form.is_valid():
         for errors in form.errors.values():
             for error in errors:
-                messages.error(request, error)
+                messages.error(request, str(error))
         return redirect("member_list")
     try:
         services.change_role(member, form.cleaned_data["role"], form.cleaned_data["client"])
     except (ValidationError, services.ServiceError) as exc:
         messages.error(request, " ".join(getattr(exc, "messages", [str(exc)])))
     else:
-        messages.success(request, _("%(email)s is now %(role)s.") % {"email": member.user.email, "role": member.get_role_display()})
+        messages.success(
+            request, _("%(email)s is now %(role)s.") % {"email": member.user.email, "role": member.get_role_display()}
+        )
     return redirect("member_list")
 
 
@@ -215,10 +257,16 @@ def accept_invitation(request: HttpRequest, token: str) -> HttpResponse:
             request.session[SESSION_KEY] = membership.organisation_id
             messages.success(request, _("Welcome to %(org)s.") % {"org": invitation.organisation.name})
             return redirect("dashboard")
-    return render(request, "accounts/invitation_accept.html", {
-        "invitation": invitation, "form": form, "has_login": existing is not None,
-        "login_url": reverse("account_login") + "?next=" + request.path,
-    })
+    return render(
+        request,
+        "accounts/invitation_accept.html",
+        {
+            "invitation": invitation,
+            "form": form,
+            "has_login": existing is not None,
+            "login_url": reverse("account_login") + "?next=" + request.path,
+        },
+    )
 
 
 def _create_invited_user(email: str, password: str) -> User:
@@ -251,8 +299,10 @@ def client_create(request: AuthedRequest) -> HttpResponse:
 @membership_required()
 def client_detail(request: AuthedRequest, pk: int) -> HttpResponse:
     client = get_for_membership(Client.objects, request.membership, pk=pk)
-    accounts = SendingAccount.objects.for_membership(request.membership).filter(client=client).annotate(
-        senders_count=Count("sender_addresses")
+    accounts = (
+        SendingAccount.objects.for_membership(request.membership)
+        .filter(client=client)
+        .annotate(senders_count=Count("sender_addresses"))
     )
     return render(request, "accounts/client_detail.html", {"client": client, "accounts": accounts})
 
@@ -268,8 +318,9 @@ def _client_form(request: AuthedRequest, client: Client) -> HttpResponse:
         client = form.save()
         messages.success(request, _("Client “%(name)s” saved.") % {"name": client.name})
         return redirect("client_detail", pk=client.pk)
-    return render(request, "accounts/client_form.html", {"form": form, "client": client},
-                  status=400 if form.errors else 200)
+    return render(
+        request, "accounts/client_form.html", {"form": form, "client": client}, status=400 if form.errors else 200
+    )
 
 
 # --- sending accounts ---------------------------------------------------------------------
@@ -277,9 +328,15 @@ def _client_form(request: AuthedRequest, client: Client) -> HttpResponse:
 
 @membership_required()
 def account_list(request: AuthedRequest) -> HttpResponse:
-    accounts = SendingAccount.objects.for_membership(request.membership).select_related("client").annotate(
-        senders_count=Count("sender_addresses", distinct=True),
-        verified_count=Count("sender_addresses", filter=Q(sender_addresses__verified_at__isnull=False), distinct=True),
+    accounts = (
+        SendingAccount.objects.for_membership(request.membership)
+        .select_related("client")
+        .annotate(
+            senders_count=Count("sender_addresses", distinct=True),
+            verified_count=Count(
+                "sender_addresses", filter=Q(sender_addresses__verified_at__isnull=False), distinct=True
+            ),
+        )
     )
     return render(request, "accounts/sending_accounts.html", {"accounts": accounts})
 
@@ -300,18 +357,26 @@ def _account_form(request: AuthedRequest, account: SendingAccount) -> HttpRespon
         account = form.save()
         messages.success(request, _("Sending account “%(name)s” saved.") % {"name": account.name})
         return redirect("account_detail", pk=account.pk)
-    return render(request, "accounts/sending_account_form.html", {"form": form, "account": account},
-                  status=400 if form.errors else 200)
+    return render(
+        request,
+        "accounts/sending_account_form.html",
+        {"form": form, "account": account},
+        status=400 if form.errors else 200,
+    )
 
 
 @membership_required()
 def account_detail(request: AuthedRequest, pk: int) -> HttpResponse:
     account = get_for_membership(SendingAccount.objects.select_related("client"), request.membership, pk=pk)
-    return render(request, "accounts/sending_account_detail.html", {
-        "account": account,
-        "senders": account.sender_addresses.all(),
-        "keys": account.api_keys.all(),
-    })
+    return render(
+        request,
+        "accounts/sending_account_detail.html",
+        {
+            "account": account,
+            "senders": account.sender_addresses.all(),
+            "keys": account.api_keys.all(),
+        },
+    )
 
 
 # --- sender addresses ---------------------------------------------------------------------
@@ -326,30 +391,41 @@ def sender_list(request: AuthedRequest) -> HttpResponse:
 
 @membership_required(Perm.MANAGE_SENDERS)
 def sender_create(request: AuthedRequest) -> HttpResponse:
-    form = SenderAddressForm(request.POST or None, membership=request.membership,
-                             initial={"sending_account": request.GET.get("account")})
+    form = SenderAddressForm(
+        request.POST or None, membership=request.membership, initial={"sending_account": request.GET.get("account")}
+    )
     if request.method == "POST" and form.is_valid():
         try:
             sender = services.add_sender_address(
-                form.cleaned_data["sending_account"], form.cleaned_data["email"],
-                form.cleaned_data["display_name"], request.user,
+                form.cleaned_data["sending_account"],
+                form.cleaned_data["email"],
+                form.cleaned_data["display_name"],
+                request.user,
             )
         except ValidationError as exc:
             _add_errors(form, exc)
         else:
-            messages.success(request, _("We sent a confirmation link to %(email)s. It is valid for 24 hours.")
-                             % {"email": sender.email_display})
+            messages.success(
+                request,
+                _("We sent a confirmation link to %(email)s. It is valid for 24 hours.")
+                % {"email": sender.email_display},
+            )
             return redirect("sender_list")
     has_accounts = SendingAccount.objects.for_membership(request.membership).exists()
-    return render(request, "accounts/sender_form.html", {"form": form, "has_accounts": has_accounts},
-                  status=400 if form.errors else 200)
+    return render(
+        request,
+        "accounts/sender_form.html",
+        {"form": form, "has_accounts": has_accounts},
+        status=400 if form.errors else 200,
+    )
 
 
 @require_POST
 @membership_required(Perm.MANAGE_SENDERS)
 def sender_resend(request: AuthedRequest, pk: int) -> HttpResponse:
-    sender = get_for_membership(SenderAddress.objects.select_related("sending_account__organisation"),
-                                request.membership, pk=pk)
+    sender = get_for_membership(
+        SenderAddress.objects.select_related("sending_account__organisation"), request.membership, pk=pk
+    )
     try:
         services.send_sender_verification(sender)
     except services.ServiceError as exc:
@@ -380,8 +456,10 @@ def verify_sender(request: HttpRequest, token: str) -> HttpResponse:
     else:
         check = services.check_sender_token(token)
     status = {
-        services.LinkStatus.VALID: 200, services.LinkStatus.EXPIRED: 410,
-        services.LinkStatus.USED: 410, services.LinkStatus.INVALID: 404,
+        services.LinkStatus.VALID: 200,
+        services.LinkStatus.EXPIRED: 410,
+        services.LinkStatus.USED: 410,
+        services.LinkStatus.INVALID: 404,
     }[check.status]
     return render(request, "accounts/verify.html", {"check": check, "token": token}, status=status)
 
@@ -395,8 +473,12 @@ def verify_sender_resend(request: HttpRequest, token: str) -> HttpResponse:
     try:
         services.send_sender_verification(check.sender)
     except services.ServiceError as exc:
-        return render(request, "accounts/verify.html", {"check": check, "token": token, "error": str(exc)}, status=429
-                      if isinstance(exc, services.RateLimited) else 400)
+        return render(
+            request,
+            "accounts/verify.html",
+            {"check": check, "token": token, "error": str(exc)},
+            status=429 if isinstance(exc, services.RateLimited) else 400,
+        )
     return render(request, "accounts/verify_resent.html", {"sender": check.sender})
 
 
@@ -411,15 +493,22 @@ def api_key_list(request: AuthedRequest) -> HttpResponse:
 
 @membership_required(Perm.MANAGE_API_KEYS)
 def api_key_create(request: AuthedRequest) -> HttpResponse:
-    form = ApiKeyForm(request.POST or None, membership=request.membership,
-                      initial={"sending_account": request.GET.get("account")})
+    form = ApiKeyForm(
+        request.POST or None, membership=request.membership, initial={"sending_account": request.GET.get("account")}
+    )
     if request.method == "POST" and form.is_valid():
-        key, raw = services.create_api_key(form.cleaned_data["sending_account"], form.cleaned_data["name"], request.user)
+        key, raw = services.create_api_key(
+            form.cleaned_data["sending_account"], form.cleaned_data["name"], request.user
+        )
         # The raw key is rendered once, in this response only; it is never stored.
         return render(request, "accounts/api_key_created.html", {"key": key, "raw_key": raw})
     has_accounts = SendingAccount.objects.for_membership(request.membership).exists()
-    return render(request, "accounts/api_key_form.html", {"form": form, "has_accounts": has_accounts},
-                  status=400 if form.errors else 200)
+    return render(
+        request,
+        "accounts/api_key_form.html",
+        {"form": form, "has_accounts": has_accounts},
+        status=400 if form.errors else 200,
+    )
 
 
 @require_POST

@@ -75,11 +75,18 @@ def tenant(db: None) -> Tenant:
         organisation=org, role=Membership.Role.CLIENT_USER, client=client_a, user__email="alpha@acme.example"
     ).user
     return Tenant(
-        organisation=org, client_a=client_a, client_b=client_b, account_org=account_org,
-        account_a=account_a, account_b=account_b,
+        organisation=org,
+        client_a=client_a,
+        client_b=client_b,
+        account_org=account_org,
+        account_a=account_a,
+        account_b=account_b,
         sender_a=SenderAddressFactory(sending_account=account_a, email="news@alpha.example"),
         sender_b=SenderAddressFactory(sending_account=account_b, email="news@beta.example"),
-        owner=owner, admin=admin, member=member, client_user=client_user,
+        owner=owner,
+        admin=admin,
+        member=member,
+        client_user=client_user,
     )
 
 

@@ -45,9 +45,11 @@ def account(request: HttpRequest) -> JsonResponse:
     """The sending account the key belongs to: lets integrations test their key."""
     key: ApiKey = request.api_key  # type: ignore[attr-defined]
     acct = key.sending_account
-    return JsonResponse({
-        "sending_account": {"id": acct.pk, "name": acct.name, "standing": acct.standing},
-        "organisation": {"id": acct.organisation_id, "name": acct.organisation.name},
-        "client": {"id": acct.client_id, "name": acct.client.name} if acct.client else None,
-        "key": {"prefix": key.prefix, "name": key.name},
-    })
+    return JsonResponse(
+        {
+            "sending_account": {"id": acct.pk, "name": acct.name, "standing": acct.standing},
+            "organisation": {"id": acct.organisation_id, "name": acct.organisation.name},
+            "client": {"id": acct.client_id, "name": acct.client.name} if acct.client else None,
+            "key": {"prefix": key.prefix, "name": key.name},
+        }
+    )

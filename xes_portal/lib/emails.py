@@ -22,25 +22,35 @@ def _send(name: str, to: str, context: dict[str, Any], language: str | None = No
     message.send()
 
 
-def sender_verification(to: str, *, verify_url: str, sender_display: str, account_name: str,
-                        organisation_name: str, valid_hours: int) -> None:
+def sender_verification(
+    to: str, *, verify_url: str, sender_display: str, account_name: str, organisation_name: str, valid_hours: int
+) -> None:
     """Ask the owner of a From address to confirm it (PRODUCT.md: within 24 hours)."""
-    _send("sender-verification", to, {
-        "verify_url": verify_url,
-        "sender_display": sender_display,
-        "account_name": account_name,
-        "organisation_name": organisation_name,
-        "valid_hours": valid_hours,
-    })
+    _send(
+        "sender-verification",
+        to,
+        {
+            "verify_url": verify_url,
+            "sender_display": sender_display,
+            "account_name": account_name,
+            "organisation_name": organisation_name,
+            "valid_hours": valid_hours,
+        },
+    )
 
 
-def invitation(to: str, *, accept_url: str, organisation_name: str, role_label: str,
-               invited_by: str, valid_days: int) -> None:
+def invitation(
+    to: str, *, accept_url: str, organisation_name: str, role_label: str, invited_by: str, valid_days: int
+) -> None:
     """Invite someone to join an organisation with a role."""
-    _send("invitation", to, {
-        "accept_url": accept_url,
-        "organisation_name": organisation_name,
-        "role_label": role_label,
-        "invited_by": invited_by,
-        "valid_days": valid_days,
-    })
+    _send(
+        "invitation",
+        to,
+        {
+            "accept_url": accept_url,
+            "organisation_name": organisation_name,
+            "role_label": role_label,
+            "invited_by": invited_by,
+            "valid_days": valid_days,
+        },
+    )

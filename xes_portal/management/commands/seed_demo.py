@@ -41,7 +41,9 @@ class Command(BaseCommand):
                 organisation=org, name="Autohaus Nord", defaults={"contact_email": "marketing@autohaus-nord.example"}
             )
             main, _ = SendingAccount.objects.get_or_create(organisation=org, name="Main account")
-            SendingAccount.objects.get_or_create(organisation=org, name="Bäckerei Sonnenschein", defaults={"client": bakery})
+            SendingAccount.objects.get_or_create(
+                organisation=org, name="Bäckerei Sonnenschein", defaults={"client": bakery}
+            )
             SenderAddress.objects.get_or_create(
                 sending_account=main,
                 email="news@demo-print.example",
