@@ -14,7 +14,7 @@ from django.conf import settings
 from django.core import signing
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -36,6 +36,7 @@ from xes_portal.lib import emails
 SENDER_TOKEN_SALT = "accounts.sender-verification"
 INVITATION_TOKEN_SALT = "accounts.invitation"
 API_KEY_TOUCH_INTERVAL = timedelta(minutes=1)
+EMAIL_MAX_LENGTH = 254
 
 
 class ServiceError(Exception):
@@ -71,28 +72,45 @@ def normalise_email(raw: str) -> str:
 
     The local part keeps its case: RFC 5321 lets the receiving server decide about it.
     """
+    invalid = ValidationError(_("Enter a valid e-mail address, like name@example.com."))
     value = raw.strip()
+    if _has_control_character(value):
+        raise invalid
     local, sep, domain = value.rpartition("@")
     if not sep or not local or not domain:
-        raise ValidationError(_("Enter a valid e-mail address, like name@example.com."))
+        raise invalid
     domain = domain.rstrip(".").lower()
     try:
         ascii_domain = domain.encode("idna").decode("ascii")
     except UnicodeError as exc:
         raise ValidationError(_("The domain “%(domain)s” is not a valid domain name.") % {"domain": domain}) from exc
     address = f"{local}@{ascii_domain}"
-    validate_email(address)
+    try:
+        validate_email(address)
+    except ValidationError as exc:
+        raise invalid from exc
+    # RFC 5321's limit, checked after punycode: an IDN domain grows when encoded.
+    if len(address) > EMAIL_MAX_LENGTH:
+        raise ValidationError(
+            _("The address is too long (at most %(max)d characters, counting an international domain encoded).")
+            % {"max": EMAIL_MAX_LENGTH}
+        )
     return address
+
+
+def _has_control_character(value: str) -> bool:
+    """CR, LF and the other controls or invisible line/paragraph separators that can break a header."""
+    return any(unicodedata.category(char) in {"Cc", "Cf", "Zl", "Zp"} for char in value)
 
 
 def clean_display_name(raw: str) -> str:
     """Refuse characters that could break or inject into a mail header (CR, LF and other controls)."""
+    # Checked before trimming: a trailing CR/LF is refused too, never silently dropped.
+    if _has_control_character(raw):
+        raise ValidationError(
+            _("The display name contains a line break or another invisible control character; remove it.")
+        )
     value = raw.strip()
-    for char in value:
-        if unicodedata.category(char) in {"Cc", "Cf", "Zl", "Zp"}:
-            raise ValidationError(
-                _("The display name contains a line break or another invisible control character; remove it.")
-            )
     if len(value) > DISPLAY_NAME_MAX_LENGTH:
         raise ValidationError(
             _("The display name is too long (at most %(max)d characters).") % {"max": DISPLAY_NAME_MAX_LENGTH}
@@ -154,13 +172,21 @@ def add_sender_address(
     """Register a From address (unverified) and e-mail its confirmation link."""
     address = normalise_email(email)
     name = clean_display_name(display_name)
+    duplicate = ValidationError(
+        _("%(email)s is already a sender address of this account.")
+        % {"email": SenderAddress(email=address).email_display}
+    )
     if SenderAddress.objects.filter(sending_account=account, email__iexact=address).exists():
-        raise ValidationError(_("%(email)s is already a sender address of this account.") % {"email": address})
-    with transaction.atomic():
-        sender = SenderAddress.objects.create(
-            sending_account=account, email=address, display_name=name, created_by=created_by
-        )
-        send_sender_verification(sender)
+        raise duplicate
+    try:
+        with transaction.atomic():
+            sender = SenderAddress.objects.create(
+                sending_account=account, email=address, display_name=name, created_by=created_by
+            )
+            send_sender_verification(sender)
+    except IntegrityError as exc:
+        # A double-submitted form: the unique constraint catches what the check above raced past.
+        raise duplicate from exc
     return sender
 
 
@@ -369,7 +395,7 @@ def authenticate_api_key(raw: str) -> ApiKey | None:
     """The active key for a raw secret, recording when it was last used (at most once a minute)."""
     key = (
         ApiKey.objects.active()
-        .select_related("sending_account__organisation")
+        .select_related("sending_account__organisation", "sending_account__client")
         .filter(hashed_key=ApiKey.hash(raw))
         .first()
     )

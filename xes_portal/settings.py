@@ -113,7 +113,7 @@ if PRODUCTION and DATABASES["default"]["ENGINE"].endswith("sqlite3"):
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Redis backs the cache (and so every rate limit) and the RQ job queues. Without REDIS_URL the
-# cache is process-local and jobs run inline; `make run` starts an embedded Redis-compatible
+# cache is process-local and no worker can run; `make run` starts an embedded Redis-compatible
 # server and sets REDIS_URL for the portal and the worker.
 REDIS_URL = envstr("REDIS_URL")
 if PRODUCTION and not REDIS_URL:

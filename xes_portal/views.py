@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import django_rq
 from django.conf import settings
+from rq import Worker
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
@@ -26,15 +27,18 @@ def healthz(request: HttpRequest) -> JsonResponse:
     if not settings.REDIS_URL:
         body["redis"] = {"ok": True, "configured": False}
         body["queues"] = {}
+        body["workers"] = 0
     else:
         try:
             conn = django_rq.get_connection("default")
             conn.ping()
             body["redis"] = {"ok": True, "configured": True}
             body["queues"] = {name: django_rq.get_queue(name).count for name in settings.RQ_QUEUES}
+            body["workers"] = Worker.count(connection=conn)
         except Exception as exc:  # noqa: BLE001
             healthy = False
             body["redis"] = {"ok": False, "configured": True, "error": str(exc)}
             body["queues"] = {}
+            body["workers"] = 0
     body["status"] = "ok" if healthy else "error"
     return JsonResponse(body, status=200 if healthy else 503)

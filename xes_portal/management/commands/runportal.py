@@ -11,7 +11,7 @@ import threading
 import time
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 QUEUES = ("default", "sending", "low")
 
@@ -32,13 +32,17 @@ class Command(BaseCommand):
             self.stdout.write(f"embedded queue server on {env['REDIS_URL']}")
         manage = [sys.executable, os.path.abspath(sys.argv[0])]
         children = [
-            subprocess.Popen([*manage, "rqworker", *QUEUES, "--with-scheduler"], env=env),
+            # No --with-scheduler: RQ's scheduler uses commands the embedded server does not support.
+            subprocess.Popen([*manage, "rqworker", *QUEUES], env=env),
             subprocess.Popen([*manage, "runserver", options["addr"], "--noreload"], env=env),
         ]
         self.stdout.write(self.style.SUCCESS(f"XES Portal: http://{options['addr']}/  (Ctrl-C to stop)"))
+        crashed = False
         try:
             while all(child.poll() is None for child in children):
                 time.sleep(0.5)
+            crashed = True
+            self.stderr.write("a process of the portal exited; stopping the others.")
         except KeyboardInterrupt:
             pass
         finally:
@@ -54,6 +58,8 @@ class Command(BaseCommand):
                 server.shutdown()
                 server.server_close()
             self.stdout.write("stopped.")
+        if crashed:
+            raise CommandError("the web server or the worker stopped unexpectedly (see above)")
 
     def _start_embedded_redis(self, port: int) -> Any:
         from fakeredis import TcpFakeServer

@@ -1,0 +1,226 @@
+"""The XES team's back office: every page of the accounts models opens, the actions work, and
+only staff get in."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.contrib import admin
+from django.db import models
+from django.test import Client as HttpClient
+from django.urls import reverse
+from django.utils import timezone
+
+from accounts.models import ApiKey, Client, Invitation, Organisation, SenderAddress, SenderVerificationEmail, User
+from tests.conftest import Tenant
+from tests.factories import (
+    ApiKeyFactory,
+    ClientFactory,
+    MembershipFactory,
+    SenderAddressFactory,
+    SendingAccountFactory,
+)
+
+ACCOUNTS_MODELS = sorted(
+    (model for model in admin.site._registry if model._meta.app_label == "accounts"),
+    key=lambda model: model._meta.model_name or "",
+)
+
+
+def _url(model: type[models.Model], view: str, *args: Any) -> str:
+    return reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_{view}", args=args)
+
+
+@pytest.fixture
+def back_office(tenant: Tenant, staff_user: User, client: HttpClient) -> HttpClient:
+    """A staff superuser's browser, with at least one row of every accounts model."""
+    ApiKeyFactory(sending_account=tenant.account_a, name="Alpha key")
+    Invitation.objects.create(organisation=tenant.organisation, email="new@acme.example", role="member")
+    SenderVerificationEmail.objects.create(sender=tenant.sender_a)
+    client.force_login(staff_user)
+    return client
+
+
+def _more_rows(n: int) -> None:
+    """``n`` more organisations, each with one of everything: an N+1 shows as ``n`` extra queries."""
+    for i in range(n):
+        membership = MembershipFactory(organisation__name=f"Org {i}", user__email=f"u{i}@x.example")
+        organisation = membership.organisation
+        client = ClientFactory(organisation=organisation)
+        account = SendingAccountFactory(organisation=organisation, client=client)
+        sender = SenderAddressFactory(sending_account=account)
+        SenderVerificationEmail.objects.create(sender=sender)
+        ApiKeyFactory(sending_account=account, created_by=membership.user)
+        Invitation.objects.create(
+            organisation=organisation, email=f"i{i}@x.example", role="member", invited_by=membership.user
+        )
+
+
+def test_every_accounts_model_is_registered() -> None:
+    names = {model._meta.model_name for model in ACCOUNTS_MODELS}
+
+    assert names >= {
+        "user",
+        "organisation",
+        "client",
+        "membership",
+        "invitation",
+        "sendingaccount",
+        "senderaddress",
+        "senderverificationemail",
+        "apikey",
+    }
+
+
+@pytest.mark.parametrize("model", ACCOUNTS_MODELS, ids=lambda m: m._meta.model_name)
+def test_changelist_opens_with_a_bounded_number_of_queries(
+    back_office: HttpClient, django_assert_max_num_queries: Any, model: type[models.Model]
+) -> None:
+    _more_rows(6)
+
+    with django_assert_max_num_queries(10):
+        response = back_office.get(_url(model, "changelist"))
+
+    assert response.status_code == 200
+    assert response.context["cl"].result_count >= 1
+
+
+@pytest.mark.parametrize("model", ACCOUNTS_MODELS, ids=lambda m: m._meta.model_name)
+def test_changelist_search_answers(back_office: HttpClient, model: type[models.Model]) -> None:
+    response = back_office.get(_url(model, "changelist"), {"q": "acme"})
+
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize("model", ACCOUNTS_MODELS, ids=lambda m: m._meta.model_name)
+def test_change_page_opens(back_office: HttpClient, model: type[models.Model]) -> None:
+    obj = model._default_manager.order_by("pk").first()
+    assert obj is not None
+
+    response = back_office.get(_url(model, "change", obj.pk))
+
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "model",
+    [m for m in ACCOUNTS_MODELS if m is not ApiKey],
+    ids=lambda m: m._meta.model_name,
+)
+def test_add_page_opens(back_office: HttpClient, model: type[models.Model]) -> None:
+    response = back_office.get(_url(model, "add"))
+
+    assert response.status_code == 200
+
+
+def test_api_keys_cannot_be_added_in_the_back_office(back_office: HttpClient) -> None:
+    """Only the portal can show a new key's secret to its owner."""
+    response = back_office.get(_url(ApiKey, "add"))
+
+    assert response.status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("model", "search", "found", "not_found"),
+    [
+        (Client, "Alpha", "Alpha Bakery", "Beta Cars"),
+        (Organisation, "owner@acme.example", "Acme Agency", "Org 0"),  # by a member's e-mail
+        (SenderAddress, "Acme Agency", "news@alpha.example", "@example.com"),  # by the organisation's name
+    ],
+    ids=["client", "organisation", "senderaddress"],
+)
+def test_search_filters_rows(
+    back_office: HttpClient, model: type[models.Model], search: str, found: str, not_found: str
+) -> None:
+    _more_rows(1)
+
+    response = back_office.get(_url(model, "changelist"), {"q": search})
+
+    html = response.content.decode()
+    assert found in html
+    assert not_found not in html
+    assert response.context["cl"].result_count < response.context["cl"].full_result_count
+
+
+def test_organisation_page_shows_members_clients_and_sending_accounts(back_office: HttpClient, tenant: Tenant) -> None:
+    html = back_office.get(_url(Organisation, "change", tenant.organisation.pk)).content.decode()
+
+    for text in (
+        "owner@acme.example",
+        "alpha@acme.example",
+        "Alpha Bakery",
+        "Beta Cars",
+        "Acme main",
+        "Alpha account",
+        "Beta account",
+    ):
+        assert text in html
+
+
+def test_resend_verification_action_sends_an_email(
+    back_office: HttpClient, tenant: Tenant, django_capture_on_commit_callbacks: Any, mailoutbox: list[Any]
+) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        response = back_office.post(
+            _url(SenderAddress, "changelist"),
+            {"action": "resend_verification", "_selected_action": [tenant.sender_b.pk]},
+            follow=True,
+        )
+
+    assert response.status_code == 200
+    assert [m.to for m in mailoutbox] == [["news@beta.example"]]
+    assert tenant.sender_b.verification_emails.count() == 1
+    assert "1 verification link(s) sent." in response.content.decode()
+
+
+def test_resend_verification_action_skips_verified_addresses_with_a_warning(
+    back_office: HttpClient, tenant: Tenant, django_capture_on_commit_callbacks: Any, mailoutbox: list[Any]
+) -> None:
+    sender = SenderAddressFactory(sending_account=tenant.account_a, verified_at=timezone.now())
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = back_office.post(
+            _url(SenderAddress, "changelist"),
+            {"action": "resend_verification", "_selected_action": [sender.pk]},
+            follow=True,
+        )
+
+    assert mailoutbox == []
+    assert "already verified" in response.content.decode()
+
+
+def test_revoke_action_revokes_the_selected_keys_only(back_office: HttpClient, tenant: Tenant) -> None:
+    chosen = ApiKeyFactory(sending_account=tenant.account_b, name="Beta key")
+    other = ApiKey.objects.get(name="Alpha key")
+
+    response = back_office.post(
+        _url(ApiKey, "changelist"), {"action": "revoke", "_selected_action": [chosen.pk]}, follow=True
+    )
+
+    assert response.status_code == 200
+    chosen.refresh_from_db()
+    other.refresh_from_db()
+    assert chosen.revoked_at is not None
+    assert other.revoked_at is None
+    assert "1 key(s) revoked." in response.content.decode()
+
+
+@pytest.mark.parametrize("view", ["index", "changelist"])
+def test_portal_owner_without_staff_status_is_sent_to_the_admin_login(tenant: Tenant, login: Any, view: str) -> None:
+    url = reverse("admin:index") if view == "index" else _url(Organisation, "changelist")
+
+    response = login(tenant.owner).get(url)
+
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("admin:login"))
+
+
+def test_portal_owner_cannot_run_an_admin_action(tenant: Tenant, login: Any) -> None:
+    key = ApiKeyFactory(sending_account=tenant.account_a)
+
+    response = login(tenant.owner).post(_url(ApiKey, "changelist"), {"action": "revoke", "_selected_action": [key.pk]})
+
+    assert response.status_code == 302
+    key.refresh_from_db()
+    assert key.revoked_at is None
