@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.db.models import Count, QuerySet
+from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
@@ -34,13 +36,64 @@ def _link(obj: Any, label: str | None = None) -> str:
     return format_html('<a href="{}">{}</a>', url, label or str(obj))
 
 
+class SameOrganisationClientForm(forms.ModelForm):
+    """A row's client must be one of the row's organisation's clients: the back office lists every
+    tenant's clients, and a client of another organisation would leak data across tenants."""
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        client = data.get("client")
+        organisation = data.get("organisation") if "organisation" in self.fields else None
+        organisation_id = organisation.pk if organisation is not None else self.instance.organisation_id
+        if client is not None and client.organisation_id != organisation_id:
+            self.add_error("client", _("This client belongs to another organisation."))
+        return data
+
+
+class _OrganisationClientsFormSet(BaseInlineFormSet):
+    """On an organisation's page, offer only that organisation's clients."""
+
+    def add_fields(self, form: forms.ModelForm[Any], index: int | None) -> None:
+        super().add_fields(form, index)
+        if "client" in form.fields:
+            form.fields["client"].queryset = Client.objects.filter(organisation=self.instance.pk)  # type: ignore[attr-defined]
+
+
+class _ClientAccountsFormSet(BaseInlineFormSet):
+    """On a client's page, new sending accounts belong to the client's organisation."""
+
+    def add_fields(self, form: forms.ModelForm[Any], index: int | None) -> None:
+        super().add_fields(form, index)
+        form.instance.organisation_id = self.instance.organisation_id
+
+
+class _ClientAccountForm(forms.ModelForm):
+    def clean_name(self) -> str:
+        # The organisation is not a field of this form, so Django skips the (organisation, name) constraint.
+        name = self.cleaned_data["name"]
+        clash = SendingAccount.objects.filter(organisation_id=self.instance.organisation_id, name__iexact=name)
+        if clash.exclude(pk=self.instance.pk).exists():
+            raise forms.ValidationError(_("The organisation already has a sending account with this name."))
+        return name
+
+
 class MembershipInline(admin.TabularInline):
+    """Members on an organisation's page."""
+
     model = Membership
+    form = SameOrganisationClientForm
     extra = 0
     fields = ("user", "role", "client", "created_at")
     readonly_fields = ("created_at",)
     autocomplete_fields = ("user", "client")
     show_change_link = True
+
+
+class UserMembershipInline(MembershipInline):
+    """Memberships on a user's page: here the organisation is the field to choose."""
+
+    fields = ("organisation", "role", "client", "created_at")
+    autocomplete_fields = ("organisation", "client")
 
 
 class ClientInline(admin.TabularInline):
@@ -51,9 +104,25 @@ class ClientInline(admin.TabularInline):
 
 
 class SendingAccountInline(admin.TabularInline):
+    """Sending accounts on an organisation's page."""
+
     model = SendingAccount
+    form = SameOrganisationClientForm
+    formset = _OrganisationClientsFormSet
     extra = 0
     fields = ("name", "client", "standing", "standing_changed_at")
+    readonly_fields = ("standing_changed_at",)
+    show_change_link = True
+
+
+class ClientSendingAccountInline(admin.TabularInline):
+    """Sending accounts on a client's page (the client is the page's; the organisation follows)."""
+
+    model = SendingAccount
+    form = _ClientAccountForm
+    formset = _ClientAccountsFormSet
+    extra = 0
+    fields = ("name", "standing", "standing_changed_at")
     readonly_fields = ("standing_changed_at",)
     show_change_link = True
 
@@ -71,7 +140,7 @@ class UserAdmin(BaseUserAdmin):
         (_("Important dates"), {"fields": ("last_login", "date_joined")}),
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
-    inlines = (MembershipInline,)
+    inlines = (UserMembershipInline,)
 
 
 @admin.register(Organisation)
@@ -122,7 +191,7 @@ class ClientAdmin(admin.ModelAdmin):
     search_fields = ("name", "contact_email", "organisation__name")
     list_select_related = ("organisation",)
     autocomplete_fields = ("organisation",)
-    inlines = (SendingAccountInline,)
+    inlines = (ClientSendingAccountInline,)
 
     @admin.display(description=_("organisation"), ordering="organisation__name")
     def organisation_link(self, obj: Client) -> str:
@@ -131,6 +200,7 @@ class ClientAdmin(admin.ModelAdmin):
 
 @admin.register(Membership)
 class MembershipAdmin(admin.ModelAdmin):
+    form = SameOrganisationClientForm
     list_display = ("user", "organisation_link", "role", "client", "created_at")
     list_filter = ("role",)
     search_fields = ("user__email", "organisation__name", "client__name")
@@ -144,12 +214,17 @@ class MembershipAdmin(admin.ModelAdmin):
 
 @admin.register(Invitation)
 class InvitationAdmin(admin.ModelAdmin):
+    form = SameOrganisationClientForm
     list_display = ("email", "organisation", "role", "client", "invited_by", "created_at", "accepted_at")
     list_filter = ("role", ("accepted_at", admin.EmptyFieldListFilter))
     search_fields = ("email", "organisation__name")
     list_select_related = ("organisation", "client", "invited_by")
     readonly_fields = ("nonce", "created_at", "accepted_at")
     autocomplete_fields = ("organisation", "client", "invited_by")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # An invitation made here would get no link and no e-mail; members invite from the portal.
+        return False
 
 
 class SenderAddressInline(admin.TabularInline):
@@ -163,6 +238,7 @@ class SenderAddressInline(admin.TabularInline):
 
 @admin.register(SendingAccount)
 class SendingAccountAdmin(admin.ModelAdmin):
+    form = SameOrganisationClientForm
     list_display = ("name", "organisation_link", "client", "standing", "standing_changed_at", "created_at")
     list_filter = ("standing",)
     search_fields = ("name", "organisation__name", "client__name")

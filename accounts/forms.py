@@ -6,6 +6,7 @@ from typing import Any
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.forms.models import ModelChoiceIterator
 from django.utils.translation import gettext_lazy as _
 
 from accounts import services
@@ -94,6 +95,26 @@ class ApiKeyForm(forms.Form):
         self.fields["sending_account"].queryset = SendingAccount.objects.for_membership(membership)  # type: ignore[attr-defined]
 
 
+class _FetchedChoices(ModelChoiceIterator):
+    """Choices from objects fetched once: a page with one form per row then costs one query, not one per row."""
+
+    def __init__(self, field: forms.ModelChoiceField, objects: list[Any]) -> None:  # type: ignore[type-arg]
+        super().__init__(field)
+        self.objects = objects
+
+    def __iter__(self) -> Any:
+        if self.field.empty_label is not None:
+            yield ("", self.field.empty_label)
+        for obj in self.objects:
+            yield self.choice(obj)
+
+    def __len__(self) -> int:
+        return len(self.objects) + (1 if self.field.empty_label is not None else 0)
+
+    def __bool__(self) -> bool:
+        return self.field.empty_label is not None or bool(self.objects)
+
+
 class _RoleClientMixin(forms.Form):
     def _scope_clients(self, organisation: Organisation) -> None:
         self.fields["client"].queryset = Client.objects.for_organisation(organisation)  # type: ignore[attr-defined]
@@ -126,9 +147,15 @@ class RoleForm(_RoleClientMixin):
     role = forms.ChoiceField(label=_("Role"), choices=Membership.Role.choices)
     client = forms.ModelChoiceField(queryset=Client.objects.none(), required=False, label=_("Client"))
 
-    def __init__(self, *args: Any, organisation: Organisation, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, organisation: Organisation, clients: list[Client] | None = None, **kwargs: Any
+    ) -> None:
+        """``clients``: the organisation's clients, fetched once for a page of many role forms."""
         super().__init__(*args, **kwargs)
         self._scope_clients(organisation)
+        if clients is not None:
+            field: Any = self.fields["client"]
+            field.choices = _FetchedChoices(field, clients)
 
 
 class AcceptInvitationSignupForm(forms.Form):

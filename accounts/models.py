@@ -13,6 +13,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from accounts.constants import API_KEY_PREFIX, ROLE_PERMS, Perm
+from xes_portal.lib.domains import domain_display
 from xes_portal.lib.tenancy import TenantManager, TenantQuerySet
 
 
@@ -270,11 +271,7 @@ class SenderAddress(models.Model):
     def email_display(self) -> str:
         """The address with an IDN domain shown readable (stored as punycode)."""
         local, _sep, domain = self.email.rpartition("@")
-        try:
-            readable = domain.encode("ascii").decode("idna")
-        except UnicodeError:
-            readable = domain
-        return f"{local}@{readable}"
+        return f"{local}@{domain_display(domain)}"
 
 
 class SenderVerificationEmail(models.Model):

@@ -32,6 +32,7 @@ from accounts.models import (
     User,
 )
 from xes_portal.lib import emails
+from xes_portal.lib.domains import normalise_domain
 
 SENDER_TOKEN_SALT = "accounts.sender-verification"
 INVITATION_TOKEN_SALT = "accounts.invitation"
@@ -79,12 +80,7 @@ def normalise_email(raw: str) -> str:
     local, sep, domain = value.rpartition("@")
     if not sep or not local or not domain:
         raise invalid
-    domain = domain.rstrip(".").lower()
-    try:
-        ascii_domain = domain.encode("idna").decode("ascii")
-    except UnicodeError as exc:
-        raise ValidationError(_("The domain “%(domain)s” is not a valid domain name.") % {"domain": domain}) from exc
-    address = f"{local}@{ascii_domain}"
+    address = f"{local}@{normalise_domain(domain)}"
     try:
         validate_email(address)
     except ValidationError as exc:

@@ -139,11 +139,13 @@ def _render_members(request: AuthedRequest, invite_form: InviteForm, status: int
     members = Membership.objects.for_membership(m).select_related("user", "client").order_by("user__email")
     invitations = Invitation.objects.for_membership(m).filter(accepted_at__isnull=True).select_related("client")
     manage = m.can(Perm.MANAGE_MEMBERS)
+    clients = list(Client.objects.for_organisation(m.organisation)) if manage else []
     rows = [
         (
             member,
             RoleForm(
                 organisation=m.organisation,
+                clients=clients,
                 initial={"role": member.role, "client": member.client_id},
                 prefix=f"m{member.pk}",
             )
@@ -251,8 +253,13 @@ def accept_invitation(request: HttpRequest, token: str) -> HttpResponse:
     elif existing is None:
         form = AcceptInvitationSignupForm(request.POST or None, email=invitation.email)
         if request.method == "POST" and form.is_valid():
-            user = _create_invited_user(invitation.email, form.cleaned_data["password1"])
-            membership = services.accept_invitation(invitation, user)
+            try:
+                # One transaction: if the invitation was used meanwhile, no login is left behind.
+                with transaction.atomic():
+                    user = _create_invited_user(invitation.email, form.cleaned_data["password1"])
+                    membership = services.accept_invitation(invitation, user)
+            except services.ServiceError:
+                return render(request, "accounts/invitation_invalid.html", status=410)
             login(request, user, backend="django.contrib.auth.backends.ModelBackend")
             request.session[SESSION_KEY] = membership.organisation_id
             messages.success(request, _("Welcome to %(org)s.") % {"org": invitation.organisation.name})

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import django_rq
 from django.conf import settings
-from rq import Worker
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
+from rq import Worker
 
 
 @never_cache

@@ -18,6 +18,19 @@
     var message = event.target.getAttribute("data-confirm");
     if (message && !window.confirm(message)) event.preventDefault();
   });
+  // A role's "Client" field only matters for client users: hide it for the other roles. The server
+  // checks the combination either way; this only keeps the invite and role forms short.
+  function syncClientField(roleSelect) {
+    if (!roleSelect.form) return;
+    var client = roleSelect.form.elements.namedItem(roleSelect.name.replace(/role$/, "client"));
+    if (!client || !client.closest) return;
+    var wrapper = client.closest(".mb-3") || client.parentElement;
+    wrapper.hidden = roleSelect.value !== "client_user";
+  }
+  document.querySelectorAll("select[name$='role']").forEach(syncClientField);
+  document.addEventListener("change", function (event) {
+    if (event.target.matches && event.target.matches("select[name$='role']")) syncClientField(event.target);
+  });
   // Progress bars without inline styles (CSP): <div class="progress-bar" data-progress="42">.
   document.querySelectorAll("[data-progress]").forEach(function (bar) {
     bar.style.width = Math.max(0, Math.min(100, parseFloat(bar.getAttribute("data-progress")) || 0)) + "%";

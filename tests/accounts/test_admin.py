@@ -12,7 +12,17 @@ from django.test import Client as HttpClient
 from django.urls import reverse
 from django.utils import timezone
 
-from accounts.models import ApiKey, Client, Invitation, Organisation, SenderAddress, SenderVerificationEmail, User
+from accounts.models import (
+    ApiKey,
+    Client,
+    Invitation,
+    Membership,
+    Organisation,
+    SenderAddress,
+    SenderVerificationEmail,
+    SendingAccount,
+    User,
+)
 from tests.conftest import Tenant
 from tests.factories import (
     ApiKeyFactory,
@@ -20,6 +30,7 @@ from tests.factories import (
     MembershipFactory,
     SenderAddressFactory,
     SendingAccountFactory,
+    UserFactory,
 )
 
 ACCOUNTS_MODELS = sorted(
@@ -50,7 +61,7 @@ def _more_rows(n: int) -> None:
         client = ClientFactory(organisation=organisation)
         account = SendingAccountFactory(organisation=organisation, client=client)
         sender = SenderAddressFactory(sending_account=account)
-        SenderVerificationEmail.objects.create(sender=sender)
+        SenderVerificationEmail.objects.create(sender_id=sender.pk)
         ApiKeyFactory(sending_account=account, created_by=membership.user)
         Invitation.objects.create(
             organisation=organisation, email=f"i{i}@x.example", role="member", invited_by=membership.user
@@ -105,7 +116,7 @@ def test_change_page_opens(back_office: HttpClient, model: type[models.Model]) -
 
 @pytest.mark.parametrize(
     "model",
-    [m for m in ACCOUNTS_MODELS if m is not ApiKey],
+    [m for m in ACCOUNTS_MODELS if m not in (ApiKey, Invitation)],
     ids=lambda m: m._meta.model_name,
 )
 def test_add_page_opens(back_office: HttpClient, model: type[models.Model]) -> None:
@@ -114,9 +125,12 @@ def test_add_page_opens(back_office: HttpClient, model: type[models.Model]) -> N
     assert response.status_code == 200
 
 
-def test_api_keys_cannot_be_added_in_the_back_office(back_office: HttpClient) -> None:
-    """Only the portal can show a new key's secret to its owner."""
-    response = back_office.get(_url(ApiKey, "add"))
+@pytest.mark.parametrize("model", [ApiKey, Invitation], ids=["apikey", "invitation"])
+def test_keys_and_invitations_cannot_be_added_in_the_back_office(
+    back_office: HttpClient, model: type[models.Model]
+) -> None:
+    """Only the portal can show a new key's secret once, or e-mail an invitation's link."""
+    response = back_office.get(_url(model, "add"))
 
     assert response.status_code == 403
 
@@ -224,3 +238,170 @@ def test_portal_owner_cannot_run_an_admin_action(tenant: Tenant, login: Any) -> 
     assert response.status_code == 302
     key.refresh_from_db()
     assert key.revoked_at is None
+
+
+# --- saving through the change forms ------------------------------------------------------
+
+
+def _form_data(response: Any) -> dict[str, Any]:
+    """The POST data a browser would send back unchanged from an admin add or change page."""
+    data: dict[str, Any] = {}
+    forms: list[Any] = [response.context["adminform"].form]
+    for inline in response.context["inline_admin_formsets"]:
+        formset = inline.formset
+        forms.append(formset.management_form)
+        forms.extend(formset.forms)
+    for form in forms:
+        for bound in form:
+            if bound.field.disabled:
+                continue
+            value = bound.value()
+            widget = bound.field.widget
+            if hasattr(widget, "widgets") and hasattr(widget, "decompress"):
+                parts = value if isinstance(value, list) else widget.decompress(value)
+                for i, part in enumerate(parts):
+                    data[f"{bound.html_name}_{i}"] = "" if part is None else str(part)
+            elif isinstance(value, bool):
+                if value:
+                    data[bound.html_name] = "on"
+            elif isinstance(value, list | tuple):
+                data[bound.html_name] = [str(v) for v in value]
+            elif value is not None:
+                data[bound.html_name] = str(value)
+    return data
+
+
+def _add_inline_row(data: dict[str, Any], prefix: str, row: dict[str, Any]) -> None:
+    n = int(data[f"{prefix}-TOTAL_FORMS"])
+    data[f"{prefix}-TOTAL_FORMS"] = str(n + 1)
+    for key, value in row.items():
+        data[f"{prefix}-{n}-{key}"] = value
+
+
+def test_organisation_page_saves_unchanged(back_office: HttpClient, tenant: Tenant) -> None:
+    url = _url(Organisation, "change", tenant.organisation.pk)
+    data = _form_data(back_office.get(url))
+
+    response = back_office.post(url, data)
+
+    assert response.status_code == 302, response.context["errors"] if response.context else response
+
+
+def test_user_page_adds_a_membership(back_office: HttpClient, tenant: Tenant) -> None:
+    user = UserFactory(email="late@acme.example")
+    url = _url(User, "change", user.pk)
+    data = _form_data(back_office.get(url))
+    _add_inline_row(data, "memberships", {"organisation": tenant.organisation.pk, "role": "member"})
+
+    response = back_office.post(url, data)
+
+    assert response.status_code == 302
+    assert Membership.objects.get(user=user).organisation == tenant.organisation
+
+
+def test_client_page_adds_a_sending_account_to_the_clients_organisation(
+    back_office: HttpClient, tenant: Tenant
+) -> None:
+    url = _url(Client, "change", tenant.client_a.pk)
+    data = _form_data(back_office.get(url))
+    _add_inline_row(data, "sending_accounts", {"name": "Alpha second", "standing": "good"})
+
+    response = back_office.post(url, data)
+
+    assert response.status_code == 302
+    account = SendingAccount.objects.get(name="Alpha second")
+    assert (account.organisation, account.client) == (tenant.organisation, tenant.client_a)
+
+
+def test_client_page_refuses_a_sending_account_name_taken_in_the_organisation(
+    back_office: HttpClient, tenant: Tenant
+) -> None:
+    url = _url(Client, "change", tenant.client_a.pk)
+    data = _form_data(back_office.get(url))
+    _add_inline_row(data, "sending_accounts", {"name": "acme MAIN", "standing": "good"})
+
+    response = back_office.post(url, data)
+
+    assert response.status_code == 200
+    assert SendingAccount.objects.filter(name__iexact="acme main").count() == 1
+
+
+def test_organisation_page_offers_only_its_own_clients_for_sending_accounts(
+    back_office: HttpClient, tenant: Tenant
+) -> None:
+    ClientFactory(name="Foreign client")
+
+    response = back_office.get(_url(Organisation, "change", tenant.organisation.pk))
+
+    formset = next(
+        f.formset for f in response.context["inline_admin_formsets"] if f.formset.prefix == "sending_accounts"
+    )
+    assert set(formset.forms[0].fields["client"].queryset) == {tenant.client_a, tenant.client_b}
+
+
+def test_organisation_page_refuses_another_organisations_client_for_a_sending_account(
+    back_office: HttpClient, tenant: Tenant
+) -> None:
+    foreign = ClientFactory(name="Foreign client")
+    url = _url(Organisation, "change", tenant.organisation.pk)
+    data = _form_data(back_office.get(url))
+    _add_inline_row(data, "sending_accounts", {"name": "Mixed", "client": foreign.pk, "standing": "good"})
+
+    response = back_office.post(url, data)
+
+    assert response.status_code == 200
+    assert not SendingAccount.objects.filter(name="Mixed").exists()
+
+
+def test_organisation_page_refuses_a_client_user_of_another_organisations_client(
+    back_office: HttpClient, tenant: Tenant
+) -> None:
+    foreign = ClientFactory(name="Foreign client")
+    newcomer = UserFactory(email="mixed@acme.example")
+    url = _url(Organisation, "change", tenant.organisation.pk)
+    data = _form_data(back_office.get(url))
+    _add_inline_row(data, "memberships", {"user": newcomer.pk, "role": "client_user", "client": foreign.pk})
+
+    response = back_office.post(url, data)
+
+    assert response.status_code == 200
+    assert not Membership.objects.filter(user=newcomer).exists()
+
+
+@pytest.mark.parametrize(
+    ("model", "target", "field"),
+    [
+        (SendingAccount, lambda t: t.account_org, "client"),
+        (Membership, lambda t: Membership.objects.get(user=t.client_user), "client"),
+    ],
+    ids=["sendingaccount", "membership"],
+)
+def test_change_page_refuses_another_organisations_client(
+    back_office: HttpClient, tenant: Tenant, model: type[models.Model], target: Any, field: str
+) -> None:
+    foreign = ClientFactory(name="Foreign client")
+    obj = target(tenant)
+    url = _url(model, "change", obj.pk)
+    data = _form_data(back_office.get(url))
+    data[field] = str(foreign.pk)
+
+    response = back_office.post(url, data)
+
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors[field]
+    obj.refresh_from_db()
+    assert getattr(obj, field) != foreign
+
+
+def test_membership_page_refuses_a_client_for_a_member(back_office: HttpClient, tenant: Tenant) -> None:
+    """The database's check constraint answers as a form error, not as a crash."""
+    membership = Membership.objects.get(user=tenant.member)
+    url = _url(Membership, "change", membership.pk)
+    data = _form_data(back_office.get(url))
+    data["client"] = str(tenant.client_a.pk)
+
+    response = back_office.post(url, data)
+
+    assert response.status_code == 200
+    membership.refresh_from_db()
+    assert membership.client is None

@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 import time_machine
 from django.core import mail
+from django.db import connection
 from django.test import Client as HttpClient
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from accounts.models import Invitation, Membership, User
@@ -466,3 +468,47 @@ def test_accepted_invitation_cannot_be_withdrawn(tenant: Tenant, client: HttpCli
 
     assert response.status_code == 404
     assert Invitation.objects.filter(pk=invitation.pk).exists()
+
+
+def test_invitation_used_while_the_signup_form_was_open_creates_no_login(
+    tenant: Tenant, client: HttpClient, invited: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given the link was valid when the page loaded, and someone accepted it since
+    stale = Invitation.objects.get()
+    Invitation.objects.filter(pk=stale.pk).update(accepted_at=datetime.now(tz=UTC))
+    monkeypatch.setattr("accounts.views.services.load_invitation", lambda token: stale)
+
+    # when the form is sent
+    response = client.post(invited, {"password1": NEW_PASSWORD, "password2": NEW_PASSWORD})
+
+    # then nobody is logged in and no orphan login is left behind
+    assert response.status_code == 410
+    assert not User.objects.filter(email="new@acme.example").exists()
+    assert "_auth_user_id" not in client.session
+
+
+def test_members_page_queries_do_not_grow_with_the_members(tenant: Tenant, login: Any) -> None:
+    http = login(tenant.owner)
+    with CaptureQueriesContext(connection) as few:
+        http.get(reverse("member_list"))
+    for _ in range(5):
+        MembershipFactory(organisation=tenant.organisation, role="member")
+        MembershipFactory(organisation=tenant.organisation, role="client_user", client=tenant.client_b)
+
+    with CaptureQueriesContext(connection) as many:
+        response = http.get(reverse("member_list"))
+
+    assert response.content.decode().count('value="client_user"') == 4 + 10 + 1  # role forms + invite form
+    assert len(many.captured_queries) == len(few.captured_queries)
+
+
+def test_role_form_offers_the_organisations_clients(tenant: Tenant, login: Any) -> None:
+    ClientFactory(name="Foreign client")
+
+    html = login(tenant.owner).get(reverse("member_list")).content.decode()
+
+    client_user = Membership.objects.get(user=tenant.client_user)
+    assert f'<option value="{tenant.client_a.pk}" selected>Alpha Bakery</option>' in html
+    assert "Beta Cars" in html
+    assert "Foreign client" not in html
+    assert f'name="m{client_user.pk}-client"' in html

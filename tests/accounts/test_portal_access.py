@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.test import Client as HttpClient
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -28,7 +30,13 @@ from accounts.models import (
     User,
 )
 from tests.conftest import Tenant
-from tests.factories import ApiKeyFactory, ClientFactory, MembershipFactory, SenderAddressFactory
+from tests.factories import (
+    ApiKeyFactory,
+    ClientFactory,
+    MembershipFactory,
+    SenderAddressFactory,
+    SendingAccountFactory,
+)
 
 ROLES = ("owner", "admin", "member", "client_user")
 ALL = frozenset(ROLES)
@@ -314,7 +322,7 @@ def test_role_gets_403_for_action_and_nothing_changes(world: World, login: Any, 
     assert not action.done(world)
 
 
-def test_owner_action_success_redirects_to_the_new_client(world: World, login: Any) -> None:
+def test_new_client_belongs_to_the_organisation_and_its_page_follows(world: World, login: Any) -> None:
     response = login(world.t.owner).post(reverse("client_create"), {"name": "Gamma Gym", "is_active": "on"})
 
     client = Client.objects.get(name="Gamma Gym")
@@ -322,7 +330,7 @@ def test_owner_action_success_redirects_to_the_new_client(world: World, login: A
     assert response["Location"] == reverse("client_detail", args=[client.pk])
 
 
-def test_api_key_created_page_shows_the_raw_key_once(world: World, login: Any) -> None:
+def test_api_key_created_page_shows_the_raw_key(world: World, login: Any) -> None:
     response = login(world.t.owner).post(
         reverse("api_key_create"), {"sending_account": world.t.account_a.pk, "name": "Gamma key"}
     )
@@ -620,3 +628,28 @@ def test_sender_resend_of_a_verified_address_is_refused_with_a_message(world: Wo
 
     assert "already verified" in response.content.decode()
     assert not sender.verification_emails.exists()
+
+
+# --- list pages cost the same for many rows -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name", ["dashboard", "client_list", "account_list", "sender_list", "api_key_list", "member_list"]
+)
+def test_list_page_queries_do_not_grow_with_the_rows(
+    world: World, login: Any, django_assert_max_num_queries: Any, name: str
+) -> None:
+    http = login(world.t.owner)
+    with CaptureQueriesContext(connection) as few:
+        http.get(reverse(name))
+    for _ in range(5):
+        client = ClientFactory(organisation=world.t.organisation)
+        account = SendingAccountFactory(organisation=world.t.organisation, client=client)
+        SenderAddressFactory(sending_account=account, verified_at=timezone.now())
+        ApiKeyFactory(sending_account=account, created_by=world.t.admin)
+        MembershipFactory(organisation=world.t.organisation, role="member")
+
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        response = http.get(reverse(name))
+
+    assert response.status_code == 200

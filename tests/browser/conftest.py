@@ -57,7 +57,8 @@ def page(browser: Browser, live_server: Any, transactional_db: None, settings: A
     which is how an inline style or script shows up in a real browser."""
     # Links in our own e-mails point at SITE_URL: make them point at the live server.
     settings.SITE_URL = live_server.url
-    context = browser.new_context(locale="en-US", viewport={"width": 1280, "height": 800})
+    # Reduced motion: Bootstrap then opens menus without animation, so screenshots never catch one halfway.
+    context = browser.new_context(locale="en-US", viewport={"width": 1280, "height": 800}, reduced_motion="reduce")
     context.set_default_timeout(TIMEOUT_MS)
     tab = context.new_page()
     csp_errors: list[str] = []

@@ -54,3 +54,29 @@ def invitation(
             "valid_days": valid_days,
         },
     )
+
+
+def pool_level(to: str, *, organisation_name: str, level: int, used: int, included: int) -> None:
+    """The organisation's pool of included e-mails reached 80% or 100%."""
+    _send(
+        "pool-level", to, {"organisation_name": organisation_name, "level": level, "used": used, "included": included}
+    )
+
+
+def term_expired(to: str, *, organisation_name: str, term: Any, expired: int) -> None:
+    """A plan term ended; what was left of it expired (no rollover)."""
+    _send("term-expired", to, {"organisation_name": organisation_name, "term": term, "expired": expired})
+
+
+def order_decided(to: str, *, organisation_name: str, order: Any, approved: bool) -> None:
+    """The XES team approved or rejected an order."""
+    _send("order-decided", to, {"organisation_name": organisation_name, "order": order, "approved": approved})
+
+
+def client_cap_reached(to: str, *, organisation_name: str, client_name: str, used: int, cap: int) -> None:
+    """A client with a soft cap has used its yearly allocation."""
+    _send(
+        "client-cap-reached",
+        to,
+        {"organisation_name": organisation_name, "client_name": client_name, "used": used, "cap": cap},
+    )

@@ -34,6 +34,8 @@ class Command(BaseCommand):
         children = [
             # No --with-scheduler: RQ's scheduler uses commands the embedded server does not support.
             subprocess.Popen([*manage, "rqworker", *QUEUES], env=env),
+            # Periodic jobs (plan expiry, STARTER renewal), declared in xes_portal/cron.py.
+            subprocess.Popen([*manage, "rqcron", "xes_portal.cron", "--logging-level", "WARNING"], env=env),
             subprocess.Popen([*manage, "runserver", options["addr"], "--noreload"], env=env),
         ]
         self.stdout.write(self.style.SUCCESS(f"XES Portal: http://{options['addr']}/  (Ctrl-C to stop)"))

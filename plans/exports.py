@@ -1,0 +1,1 @@
+"""Usage statements and their CSV/XLSX export (being written)."""

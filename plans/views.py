@@ -1,0 +1,1 @@
+"""Plan & usage pages (being written)."""

@@ -1,0 +1,11 @@
+"""All periodic work, declared in one place. Run by ``manage.py rqcron xes_portal.cron``
+(`make run` starts it); the jobs land on the RQ queues like any other job."""
+
+from __future__ import annotations
+
+from rq import cron
+
+from plans.jobs import expire_terms_job, sync_starters_job
+
+cron.register(expire_terms_job, queue_name="low", cron="5 * * * *")  # hourly: ended terms expire promptly
+cron.register(sync_starters_job, queue_name="low", cron="15 3 * * *")  # daily: STARTER follows the flag
