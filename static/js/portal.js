@@ -31,6 +31,25 @@
   document.addEventListener("change", function (event) {
     if (event.target.matches && event.target.matches("select[name$='role']")) syncClientField(event.target);
   });
+  // Row-action popovers (<details class="xes-popover">): one open at a time; Escape or a click elsewhere closes.
+  function closePopovers(except) {
+    document.querySelectorAll("details.xes-popover[open]").forEach(function (d) {
+      if (d !== except) d.open = false;
+    });
+  }
+  document.addEventListener("toggle", function (event) {
+    if (event.target.matches && event.target.matches("details.xes-popover") && event.target.open) closePopovers(event.target);
+  }, true);
+  document.addEventListener("click", function (event) {
+    if (!event.target.closest("details.xes-popover")) closePopovers(null);
+  });
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "Escape") return;
+    var open = event.target.closest && event.target.closest("details.xes-popover[open]");
+    if (!open) return;
+    open.open = false;
+    open.querySelector("summary").focus();
+  });
   // Progress bars without inline styles (CSP): <div class="progress-bar" data-progress="42">.
   document.querySelectorAll("[data-progress]").forEach(function (bar) {
     bar.style.width = Math.max(0, Math.min(100, parseFloat(bar.getAttribute("data-progress")) || 0)) + "%";
