@@ -16,6 +16,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from accounts import services
+from accounts.signals import organisation_flags_changed
 from accounts.models import (
     ApiKey,
     Client,
@@ -47,6 +48,24 @@ class SameOrganisationClientForm(forms.ModelForm):
         organisation_id = organisation.pk if organisation is not None else self.instance.organisation_id
         if client is not None and client.organisation_id != organisation_id:
             self.add_error("client", _("This client belongs to another organisation."))
+        return data
+
+
+class MembershipAdminForm(SameOrganisationClientForm):
+    """Staff follow the portal's rule too: an organisation always keeps at least one owner."""
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        instance = self.instance
+        if (
+            instance.pk
+            and instance.role == Membership.Role.OWNER
+            and data.get("role") != Membership.Role.OWNER
+            and not Membership.objects.filter(organisation_id=instance.organisation_id, role=Membership.Role.OWNER)
+            .exclude(pk=instance.pk)
+            .exists()
+        ):
+            self.add_error("role", _("An organisation needs at least one owner. Make someone else owner first."))
         return data
 
 
@@ -171,6 +190,13 @@ class OrganisationAdmin(admin.ModelAdmin):
             )
         )
 
+    def save_model(self, request: HttpRequest, obj: Organisation, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        flags = {"has_cross_media_configuration", "is_cloud_emedia_customer"}
+        if not change or flags & set(form.changed_data):
+            # The plans app re-evaluates the included STARTER plan (after commit, through the queue).
+            organisation_flags_changed.send(sender=Organisation, organisation=obj)
+
     @admin.display(description=_("members"), ordering="n_members")
     def members_count(self, obj: Any) -> int:
         return obj.n_members
@@ -200,7 +226,7 @@ class ClientAdmin(admin.ModelAdmin):
 
 @admin.register(Membership)
 class MembershipAdmin(admin.ModelAdmin):
-    form = SameOrganisationClientForm
+    form = MembershipAdminForm
     list_display = ("user", "organisation_link", "role", "client", "created_at")
     list_filter = ("role",)
     search_fields = ("user__email", "organisation__name", "client__name")
@@ -210,6 +236,16 @@ class MembershipAdmin(admin.ModelAdmin):
     @admin.display(description=_("organisation"), ordering="organisation__name")
     def organisation_link(self, obj: Membership) -> str:
         return _link(obj.organisation)
+
+    def delete_model(self, request: HttpRequest, obj: Membership) -> None:
+        try:
+            services.remove_member(obj)
+        except services.ServiceError as exc:
+            self.message_user(request, f"{obj}: {exc}", messages.ERROR)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Membership]) -> None:
+        for membership in queryset:
+            self.delete_model(request, membership)
 
 
 @admin.register(Invitation)

@@ -17,11 +17,13 @@ class Perm(StrEnum):
     MANAGE_SENDING_ACCOUNTS = "manage_sending_accounts"
     MANAGE_SENDERS = "manage_senders"
     MANAGE_API_KEYS = "manage_api_keys"
+    VIEW_BILLING = "view_billing"  # prices, orders, overage money on the Plan & usage page
+    MANAGE_PLANS = "manage_plans"  # order plans and add-ons, overage settings, client caps: owners only
 
 
 ROLE_PERMS: dict[str, frozenset[Perm]] = {
     "owner": frozenset(Perm),
-    "admin": frozenset(Perm) - {Perm.MANAGE_MEMBERS},
+    "admin": frozenset(Perm) - {Perm.MANAGE_MEMBERS, Perm.MANAGE_PLANS},
     "member": frozenset({Perm.VIEW, Perm.VIEW_MEMBERS, Perm.MANAGE_SENDERS}),
     "client_user": frozenset({Perm.VIEW, Perm.MANAGE_SENDERS}),
 }

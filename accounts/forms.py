@@ -66,8 +66,10 @@ class SenderAddressForm(forms.Form):
     email = forms.CharField(
         label=_("E-mail address"), max_length=254, help_text=_("We send a confirmation link to it.")
     )
+    # No field-level length or stripping: clean_display_name() gives one clear message for every
+    # problem, and a trailing CR/LF is refused rather than silently dropped.
     display_name = forms.CharField(
-        label=_("Display name"), max_length=200, required=False, help_text=_("Shown as the sender, e.g. “Acme News”.")
+        label=_("Display name"), required=False, strip=False, help_text=_("Shown as the sender, e.g. “Acme News”.")
     )
 
     def __init__(self, *args: Any, membership: Membership, **kwargs: Any) -> None:

@@ -277,6 +277,8 @@ def invite_member(
         raise ValidationError(_("Choose one of your own clients."))
     if Membership.objects.filter(organisation=organisation, user__email__iexact=address).exists():
         raise ValidationError(_("%(email)s is already a member.") % {"email": address})
+    # A new invitation replaces any open one for the same address: only the newest link works.
+    Invitation.objects.filter(organisation=organisation, email__iexact=address, accepted_at__isnull=True).delete()
     invitation = Invitation.objects.create(
         organisation=organisation,
         email=address,

@@ -15,6 +15,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from accounts import services
@@ -479,13 +480,14 @@ def verify_sender_resend(request: HttpRequest, token: str) -> HttpResponse:
         return render(request, "accounts/verify.html", {"check": check, "token": token}, status=404)
     try:
         services.send_sender_verification(check.sender)
-    except services.ServiceError as exc:
-        return render(
-            request,
-            "accounts/verify.html",
-            {"check": check, "token": token, "error": str(exc)},
-            status=429 if isinstance(exc, services.RateLimited) else 400,
+    except services.RateLimited as exc:
+        response = render(
+            request, "accounts/verify.html", {"check": check, "token": token, "error": str(exc)}, status=429
         )
+        response["Retry-After"] = str(exc.retry_after)
+        return response
+    except services.ServiceError as exc:
+        return render(request, "accounts/verify.html", {"check": check, "token": token, "error": str(exc)}, status=400)
     return render(request, "accounts/verify_resent.html", {"sender": check.sender})
 
 
@@ -498,6 +500,7 @@ def api_key_list(request: AuthedRequest) -> HttpResponse:
     return render(request, "accounts/api_keys.html", {"keys": keys})
 
 
+@never_cache
 @membership_required(Perm.MANAGE_API_KEYS)
 def api_key_create(request: AuthedRequest) -> HttpResponse:
     form = ApiKeyForm(

@@ -18,5 +18,6 @@ urlpatterns = [
     path("accounts/", include("allauth.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("api/v1/account", api.account, name="api_account"),
+    path("plans/", include("plans.urls")),
     path("", include("accounts.urls")),
 ]

@@ -405,3 +405,48 @@ def test_membership_page_refuses_a_client_for_a_member(back_office: HttpClient, 
     assert response.status_code == 200
     membership.refresh_from_db()
     assert membership.client is None
+
+
+def test_staff_cannot_demote_or_delete_the_last_owner(client, staff_user, tenant) -> None:
+    from accounts.models import Membership
+
+    owner = Membership.objects.get(user=tenant.owner)
+    client.force_login(staff_user)
+    url = f"/admin/accounts/membership/{owner.pk}/change/"
+
+    response = client.post(url, {"user": owner.user_id, "organisation": owner.organisation_id, "role": "member"})
+    assert response.status_code == 200
+    assert "at least one owner" in response.content.decode()
+
+    client.post(f"/admin/accounts/membership/{owner.pk}/delete/", {"post": "yes"})
+    owner.refresh_from_db()
+    assert owner.role == Membership.Role.OWNER
+
+
+def test_changing_the_cloud_flag_in_the_admin_tells_the_plans_app(client, staff_user, tenant) -> None:
+    from accounts.signals import organisation_flags_changed
+
+    received = []
+
+    def receiver(sender, organisation, **kwargs):  # type: ignore[no-untyped-def]
+        received.append(organisation.pk)
+
+    organisation_flags_changed.connect(receiver)
+    try:
+        client.force_login(staff_user)
+        org = tenant.organisation
+        data = {
+            "name": org.name,
+            "billing_email": "",
+            "is_cloud_emedia_customer": "on",
+            "created_at_0": "2026-01-01",
+            "created_at_1": "00:00:00",
+        }
+        for prefix in ("memberships", "clients", "sending_accounts"):
+            data.update({f"{prefix}-TOTAL_FORMS": "0", f"{prefix}-INITIAL_FORMS": "0"})
+        response = client.post(f"/admin/accounts/organisation/{org.pk}/change/", data)
+    finally:
+        organisation_flags_changed.disconnect(receiver)
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert received == [org.pk]

@@ -343,3 +343,12 @@ def test_a_session_login_is_not_an_api_key(tenant: Tenant, login: Login) -> None
     response = call_api(login(tenant.owner), None)
 
     assert response.status_code == 401
+
+
+def test_the_page_showing_the_raw_key_is_never_cached(tenant, login) -> None:
+    response = login(tenant.owner).post(
+        "/api-keys/new/", {"sending_account": tenant.account_org.pk, "name": "uProduce"}
+    )
+
+    assert response.status_code == 200
+    assert "no-store" in response["Cache-Control"]

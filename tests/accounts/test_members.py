@@ -512,3 +512,17 @@ def test_role_form_offers_the_organisations_clients(tenant: Tenant, login: Any) 
     assert "Beta Cars" in html
     assert "Foreign client" not in html
     assert f'name="m{client_user.pk}-client"' in html
+
+
+def test_a_new_invitation_replaces_the_open_one_for_the_same_address(
+    tenant, django_capture_on_commit_callbacks
+) -> None:
+    from accounts import services as account_services
+    from accounts.models import Invitation
+
+    with django_capture_on_commit_callbacks(execute=True):
+        first = account_services.invite_member(tenant.organisation, "new@acme.example", "member", None, tenant.owner)
+        second = account_services.invite_member(tenant.organisation, "NEW@acme.example", "admin", None, tenant.owner)
+
+    assert list(Invitation.objects.filter(email="new@acme.example")) == [second]
+    assert not Invitation.objects.filter(pk=first.pk).exists()

@@ -288,3 +288,18 @@ def test_an_outsider_cannot_add_an_address_to_the_tenants_account(tenant: Tenant
 def test_idna_2008_keeps_sharp_s_instead_of_mapping_it_to_ss() -> None:
     # IDNA 2003 (Python's codec) would turn straße into strasse: another domain, possibly someone else's.
     assert services.normalise_email("info@Straße.example") == "info@xn--strae-oqa.example"
+
+
+def test_a_trailing_line_break_in_the_display_name_is_refused_not_dropped(add, tenant) -> None:
+    response = add("trailing@alpha.example", "News\r\n")
+
+    assert response.status_code == 400
+    assert "line break" in response.content.decode()
+    assert not SenderAddress.objects.filter(email="trailing@alpha.example").exists()
+
+
+def test_one_message_for_every_too_long_display_name(add, tenant) -> None:
+    for length in (101, 250):
+        response = add(f"long{length}@alpha.example", "x" * length)
+        assert response.status_code == 400
+        assert "The display name is too long (at most 100 characters)." in response.content.decode()

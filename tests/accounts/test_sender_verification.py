@@ -565,3 +565,18 @@ def test_a_verified_address_of_a_suspended_account_cannot_send(tenant: Tenant) -
 
     with pytest.raises(services.ServiceError, match="is suspended"):
         services.assert_sender_can_send(sender)
+
+
+def test_the_rate_limited_public_page_says_when_to_retry(tenant, client, django_capture_on_commit_callbacks) -> None:
+    from accounts import services as account_services
+
+    sender = tenant.sender_a
+    with django_capture_on_commit_callbacks(execute=True):
+        account_services.send_sender_verification(sender)
+    sender.refresh_from_db()
+    token = account_services.make_sender_token(sender)
+
+    response = client.post(f"/verify/{token}/resend")
+
+    assert response.status_code == 429
+    assert 0 < int(response["Retry-After"]) <= 60
