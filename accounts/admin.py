@@ -16,7 +16,6 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from accounts import services
-from accounts.signals import organisation_flags_changed
 from accounts.models import (
     ApiKey,
     Client,
@@ -28,6 +27,7 @@ from accounts.models import (
     SendingAccount,
     User,
 )
+from accounts.signals import organisation_flags_changed
 
 
 def _link(obj: Any, label: str | None = None) -> str:

@@ -36,7 +36,9 @@ def test_it_is_idempotent(db) -> None:
 
     _seed()
 
-    assert [m.objects.count() for m in (User, Organisation, Client, SendingAccount, SenderAddress, Membership)] == counts
+    assert [
+        m.objects.count() for m in (User, Organisation, Client, SendingAccount, SenderAddress, Membership)
+    ] == counts
 
 
 def test_demo_password_comes_from_the_environment(db, monkeypatch) -> None:
