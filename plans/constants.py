@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 
 TERM_MONTHS = 12
@@ -9,6 +10,10 @@ CUSTOM_PLAN_MIN_EMAILS = 30_000_000  # custom plans only above this many e-mails
 PRICE_UNIT = 1000  # overage is priced per 1,000 e-mails
 CENT = Decimal("0.01")
 POOL_WARNING_LEVELS = (80, 100)  # owners are e-mailed when the pool reaches these percentages
+# STARTER: the daily job grants the next term this long before the running one ends (no gap) ...
+STARTER_RENEW_AHEAD = timedelta(days=3)
+# ... and, if the job did not run in time, a term that ended less than this ago is still followed seamlessly.
+STARTER_RENEW_GRACE = timedelta(days=2)
 
 # The default catalogue (seed data the XES team edits in the admin).
 DEFAULT_CATALOGUE = [

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from accounts.models import Organisation
@@ -25,8 +26,16 @@ def _active(organisation: Organisation, kind: str, at: datetime | None):  # type
 
 
 def has_addon(organisation: Organisation, kind: str, domain: str, at: datetime | None = None) -> bool:
-    """Whether ``domain`` has the add-on ``kind`` at ``at`` (now by default)."""
-    return _active(organisation, kind, at).filter(domain=normalise_domain(domain)).exists()
+    """Whether ``domain`` has the add-on ``kind`` at ``at`` (now by default).
+
+    The domain is compared in its normalised form (lower case, IDN as punycode); a string that is
+    not a domain name has no add-on.
+    """
+    try:
+        name = normalise_domain(domain)
+    except ValidationError:
+        return False
+    return _active(organisation, kind, at).filter(domain=name).exists()
 
 
 def addon_domains(organisation: Organisation, kind: str, at: datetime | None = None) -> list[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from django.core.validators import MinValueValidator
 from django.db import models
@@ -18,7 +19,7 @@ from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Client, Organisation, SendingAccount, User
 from plans.constants import CUSTOM_PLAN_MIN_EMAILS
-from xes_portal.lib.tenancy import TenantManager
+from xes_portal.lib.tenancy import TenantManager, TenantQuerySet
 
 
 class Plan(models.Model):
@@ -364,6 +365,24 @@ class ReservationPart(models.Model):
         return self.quantity - self.consumed - self.released
 
 
+class LedgerIsAppendOnly(Exception):
+    """Raised on any attempt to change or delete a ledger entry."""
+
+
+class CreditEntryQuerySet(TenantQuerySet["CreditEntry"]):
+    """The ledger's queryset: no bulk update or delete (cascades use the base manager and still work)."""
+
+    def update(self, **kwargs: Any) -> int:
+        raise LedgerIsAppendOnly("The credit ledger is append-only: add an adjust entry instead.")
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        raise LedgerIsAppendOnly("The credit ledger is append-only: entries are never deleted.")
+
+
+class CreditEntryManager(models.Manager.from_queryset(CreditEntryQuerySet)):  # type: ignore[misc]
+    """Default manager of the ledger."""
+
+
 class CreditEntry(models.Model):
     """One movement of credits. Append-only: never updated, never deleted.
 
@@ -401,7 +420,7 @@ class CreditEntry(models.Model):
 
     tenant_organisation_path = "organisation"
     tenant_client_path = "client"
-    objects = TenantManager()
+    objects = CreditEntryManager()
 
     class Meta:
         verbose_name = _("ledger entry")
@@ -415,6 +434,14 @@ class CreditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.emails:,}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise LedgerIsAppendOnly("The credit ledger is append-only: add an adjust entry instead.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        raise LedgerIsAppendOnly("The credit ledger is append-only: entries are never deleted.")
 
     @property
     def is_overage(self) -> bool:

@@ -8,7 +8,7 @@ order is always credit account, then terms, then reservations.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 
@@ -20,7 +20,14 @@ from django.utils.translation import gettext as _
 
 from accounts.models import Client, Membership, Organisation, SendingAccount, User
 from accounts.services import ServiceError, normalise_domain
-from plans.constants import CUSTOM_PLAN_MIN_EMAILS, POOL_WARNING_LEVELS, PRICE_UNIT, TERM_MONTHS
+from plans.constants import (
+    CUSTOM_PLAN_MIN_EMAILS,
+    POOL_WARNING_LEVELS,
+    PRICE_UNIT,
+    STARTER_RENEW_AHEAD,
+    STARTER_RENEW_GRACE,
+    TERM_MONTHS,
+)
 from plans.models import (
     AddOnProduct,
     AddOnSubscription,
@@ -32,6 +39,7 @@ from plans.models import (
     Reservation,
     ReservationPart,
     Subscription,
+    overage_amount,
 )
 from xes_portal.lib import emails
 
@@ -67,12 +75,19 @@ class CreditRefused(ServiceError):
 
 
 def term_end(start: datetime) -> datetime:
-    """12 months after ``start`` (UTC); 29 February ends on 28 February of the next year."""
-    return start + relativedelta(months=TERM_MONTHS)
+    """12 calendar months after ``start``, counted in UTC; 29 February ends on 28 February of the next year.
+
+    An aware ``start`` in another time zone is converted first, so that the same instant always gives
+    the same end (in Europe/Berlin, 29 Feb 00:30 is 28 Feb in UTC).
+    """
+    if timezone.is_naive(start):
+        raise ValueError("term_end() needs an aware datetime")
+    return start.astimezone(UTC) + relativedelta(months=TERM_MONTHS)
 
 
 def month_start(at: datetime) -> datetime:
-    return at.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    """The start of the calendar month (UTC) that contains ``at``."""
+    return at.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
 # --- locking and ledger -------------------------------------------------------------------
@@ -215,17 +230,22 @@ class ClientUsage:
 
 def cap_period(allocation_start: date, at: datetime) -> tuple[date, date]:
     """The 12-month cap year (from the allocation's start date, yearly) that contains ``at``."""
-    today = at.date()
-    start = allocation_start
-    if today < start:
-        return start, start + relativedelta(years=1)
-    years = relativedelta(today, start).years
-    start = allocation_start + relativedelta(years=years)
-    return start, start + relativedelta(years=1)
+    today = at.astimezone(UTC).date()
+    if today < allocation_start:
+        return allocation_start, allocation_start + relativedelta(years=1)
+    # Each cap year is counted from the allocation's start (29 Feb gives 28 Feb, then 29 Feb again in a
+    # leap year), never from the previous cap year's end.
+    years = relativedelta(today, allocation_start).years
+    while allocation_start + relativedelta(years=years + 1) <= today:
+        years += 1
+    while years > 0 and allocation_start + relativedelta(years=years) > today:
+        years -= 1
+    return allocation_start + relativedelta(years=years), allocation_start + relativedelta(years=years + 1)
 
 
 def client_usage(client: Client, at: datetime | None = None) -> ClientUsage:
-    at = at or timezone.now()
+    """What ``client`` consumed in its current cap year (UTC days) and what it has reserved now."""
+    at = (at or timezone.now()).astimezone(UTC)
     allocation = ClientAllocation.objects.filter(client=client).first()
     if allocation is not None:
         start, end = cap_period(allocation.period_start, at)
@@ -248,6 +268,41 @@ def client_usage(client: Client, at: datetime | None = None) -> ClientUsage:
         cap=allocation.yearly_cap if allocation else None,
         mode=allocation.mode if allocation else None,
     )
+
+
+def sending_account_usage(sending_account: SendingAccount, start: datetime, end: datetime) -> int:
+    """E-mails consumed by one sending account in ``[start, end)`` (from the ledger)."""
+    total = CreditEntry.objects.filter(
+        sending_account=sending_account, kind=Kind.CONSUME, created_at__gte=start, created_at__lt=end
+    ).aggregate(n=Sum("emails"))["n"]
+    return int(total or 0)
+
+
+@dataclass
+class OverageCharge:
+    price_per_1000: Decimal
+    emails: int
+    amount: Decimal
+
+
+def overage_charges(organisation: Organisation, start: datetime, end: datetime) -> list[OverageCharge]:
+    """Overage consumed in ``[start, end)``: one line per price, each priced with :func:`overage_amount`."""
+    rows = (
+        CreditEntry.objects.filter(
+            organisation=organisation,
+            subscription__isnull=True,
+            kind=Kind.CONSUME,
+            created_at__gte=start,
+            created_at__lt=end,
+        )
+        .values("price_per_1000")
+        .annotate(n=Sum("emails"))
+        .order_by("price_per_1000")
+    )
+    return [
+        OverageCharge(row["price_per_1000"], int(row["n"]), overage_amount(int(row["n"]), row["price_per_1000"]))
+        for row in rows
+    ]
 
 
 # --- reservations -------------------------------------------------------------------------
@@ -276,6 +331,7 @@ def reserve(
     at = at or timezone.now()
     if client is None and sending_account is not None and sending_account.client_id:
         client = sending_account.client
+    _check_tenancy(organisation, client, sending_account)
     with transaction.atomic():
         account = lock_credit_account(organisation)
         if sending_account is not None:
@@ -288,6 +344,7 @@ def reserve(
                 CreditRefused.Code.NO_PLAN,
                 _("There is no active plan. Order a plan on the Plan & usage page to send e-mail."),
             )
+        available_before = sum(t.available for t in terms)
         reservation = Reservation.objects.create(
             organisation=organisation,
             client=client,
@@ -311,7 +368,7 @@ def reserve(
         if remaining:
             price = overage_price(terms)
             assert price is not None
-            _check_overage(account, remaining, price, sum(t.available for t in terms), at)
+            _check_overage(account, remaining, price, available=available_before, requested=quantity, at=at)
             ReservationPart.objects.create(
                 reservation=reservation, subscription=None, price_per_1000=price, quantity=remaining, position=position
             )
@@ -319,6 +376,17 @@ def reserve(
         if client is not None:
             _maybe_warn_soft_cap(client, at)
     return reservation
+
+
+def _check_tenancy(organisation: Organisation, client: Client | None, sending_account: SendingAccount | None) -> None:
+    """The client and the sending account must belong to the organisation (and to each other)."""
+    if client is not None and client.organisation_id != organisation.pk:
+        raise ServiceError(_("This client does not belong to the organisation."))
+    if sending_account is not None:
+        if sending_account.organisation_id != organisation.pk:
+            raise ServiceError(_("This sending account does not belong to the organisation."))
+        if sending_account.client_id and client is not None and sending_account.client_id != client.pk:
+            raise ServiceError(_("This sending account belongs to another client."))
 
 
 def _check_standing(sending_account: SendingAccount, promotional: bool) -> None:
@@ -358,15 +426,18 @@ def _check_client_cap(client: Client, quantity: int, at: datetime) -> None:
         )
 
 
-def _check_overage(account: CreditAccount, wanted: int, price: Decimal, available: int, at: datetime) -> None:
+def _check_overage(
+    account: CreditAccount, wanted: int, price: Decimal, *, available: int, requested: int, at: datetime
+) -> None:
+    """``wanted`` overage e-mails are needed for a request of ``requested`` with ``available`` left."""
     if not account.allow_overage:
         raise CreditRefused(
             CreditRefused.Code.INSUFFICIENT,
             _(
-                "Not enough credits: %(available)s e-mails left in your plan, %(wanted)s more needed, "
+                "Not enough credits: %(available)s e-mails left in your plans, %(requested)s requested, "
                 "and overage is switched off in your settings."
             )
-            % {"available": f"{available:,}", "wanted": f"{wanted:,}"},
+            % {"available": f"{available:,}", "requested": f"{requested:,}"},
         )
     limit = overage_limit_emails(account, price)
     if limit is None:
@@ -457,8 +528,9 @@ def has_ever_had_a_plan(organisation: Organisation) -> bool:
     return Subscription.objects.filter(organisation=organisation).exists()
 
 
-def plan_eligibility(organisation: Organisation, plan: Plan) -> str | None:
-    """None if the organisation may order ``plan`` now, else the reason it may not."""
+def plan_eligibility(organisation: Organisation, plan: Plan, at: datetime | None = None) -> str | None:
+    """None if the organisation may order ``plan`` now (or at ``at``), else the reason it may not."""
+    at = at or timezone.now()
     e = Plan.Eligibility
     if plan.eligibility == e.CUSTOM:
         return _(
@@ -478,6 +550,10 @@ def plan_eligibility(organisation: Organisation, plan: Plan) -> str | None:
             .exists()
         ):
             return _("BASIC is only for new customers who never had an XES plan, and cannot be renewed.")
+        if term_end(organisation.created_at) <= at:
+            return _("BASIC is valid for 12 months from registration, and that time is over.")
+    elif not plan.renewable and Subscription.objects.filter(organisation=organisation, plan=plan).exists():
+        return _("This plan cannot be renewed.")
     if Order.objects.filter(organisation=organisation, plan=plan, status=Order.Status.PENDING).exists():
         return _("You already ordered this plan; the XES team will confirm it shortly.")
     return None
@@ -592,15 +668,16 @@ def grant_plan(
     at = at or timezone.now()
     if plan.is_custom and plan.organisation_id != organisation.pk:
         raise ServiceError(_("This custom plan belongs to another organisation."))
-    if plan.eligibility == Plan.Eligibility.NEW_CROSS_MEDIA:
-        # BASIC is valid for 12 months from registration (the FAQ), not from the order.
-        start = organisation.created_at
-        if term_end(start) <= at:
-            raise ServiceError(_("BASIC is valid for 12 months from registration, and that time is over."))
-    else:
-        start = _next_start(Subscription.objects.filter(organisation=organisation, plan=plan), at)
     with transaction.atomic():
         account = lock_credit_account(organisation)
+        if plan.eligibility == Plan.Eligibility.NEW_CROSS_MEDIA:
+            # BASIC is valid for 12 months from registration (the FAQ), not from the order.
+            start = organisation.created_at
+            if term_end(start) <= at:
+                raise ServiceError(_("BASIC is valid for 12 months from registration, and that time is over."))
+        else:
+            # Under the lock, so that two grants of the same plan queue one after the other.
+            start = _next_start(Subscription.objects.filter(organisation=organisation, plan=plan), at)
         term = Subscription.objects.create(
             organisation=organisation,
             plan=plan,
@@ -647,77 +724,119 @@ def expire_due_terms(at: datetime | None = None) -> int:
             term = Subscription.objects.select_for_update().select_related("plan", "organisation").get(pk=pk)
             if term.expired_at is not None:
                 continue
-            left = term.available
-            if left:
-                _record(account, Kind.EXPIRE, left, subscription=term, reason=_("term ended"), at=at)
-            term.expired_at = at
-            term.save(update_fields=["expired_at"])
-            _notify_owners(term.organisation, "term_expired", term=term, expired=left)
+            _expire_term(account, term, at, _("term ended"))
             count += 1
     return count
 
 
+def _expire_term(account: CreditAccount, term: Subscription, at: datetime, reason: str) -> int:
+    """Expire what is left of a locked term (no rollover) and tell the owners after commit."""
+    left = term.available
+    if left:
+        _record(account, Kind.EXPIRE, left, subscription=term, reason=reason, at=at)
+    term.expired_at = at
+    term.save(update_fields=["expired_at"])
+    _notify_owners(term.organisation, "term_expired", term=term, expired=left)
+    return left
+
+
 def end_term_early(term: Subscription, at: datetime | None = None) -> None:
-    """End a term now (STARTER when cloud e-media stops); what is left expires."""
+    """End a term now (STARTER when cloud e-media stops); what is left expires at once.
+
+    A term that has not started yet is cut to one second, so that it still ends after it starts.
+    Only this term is touched (not other due terms).
+    """
     at = at or timezone.now()
-    # A term that has not started yet is cut to one second, so that it still ends after it starts.
-    end = max(at, term.starts_at + timedelta(seconds=1))
-    Subscription.objects.filter(pk=term.pk, ends_at__gt=end).update(ends_at=end, ended_early_at=at)
-    expire_due_terms(end)
+    with transaction.atomic():
+        account = lock_credit_account(term.organisation)
+        locked = Subscription.objects.select_for_update().select_related("plan", "organisation").get(pk=term.pk)
+        if locked.expired_at is None:
+            end = max(at, locked.starts_at + timedelta(seconds=1))
+            if locked.ends_at > end:
+                locked.ends_at, locked.ended_early_at = end, at
+                locked.save(update_fields=["ends_at", "ended_early_at"])
+            _expire_term(account, locked, at, _("ended early"))
+    term.refresh_from_db()
+
+
+def _starter_plan() -> Plan | None:
+    return Plan.objects.filter(eligibility=Plan.Eligibility.CLOUD_EMEDIA).order_by("pk").first()
+
+
+def _grant_starter(
+    account: CreditAccount, organisation: Organisation, starter: Plan, start: datetime, at: datetime
+) -> Subscription:
+    term = Subscription.objects.create(
+        organisation=organisation,
+        plan=starter,
+        origin=Subscription.Origin.STARTER,
+        starts_at=start,
+        ends_at=term_end(start),
+        included_emails=starter.emails_per_year,
+        price_per_1000=starter.price_per_1000,
+    )
+    _record(account, Kind.GRANT, starter.emails_per_year, subscription=term, reason=str(starter), at=at)
+    return term
 
 
 def sync_starter(organisation: Organisation, at: datetime | None = None) -> Subscription | None:
-    """STARTER follows the cloud e-media flag: granted and renewed while set, ended when cleared."""
+    """STARTER follows the cloud e-media flag: granted and renewed while set, ended when cleared.
+
+    While the flag is set, the next term is granted up to :data:`STARTER_RENEW_AHEAD` before the
+    running one ends and starts exactly at its end, so the daily job leaves no gap. A term that
+    ended less than :data:`STARTER_RENEW_GRACE` ago (the job did not run) is followed seamlessly
+    too. When the flag is cleared, the running and any queued STARTER terms end at once.
+    Returns the running STARTER term (None when the flag is cleared).
+    """
     at = at or timezone.now()
-    starter = Plan.objects.filter(eligibility=Plan.Eligibility.CLOUD_EMEDIA).order_by("pk").first()
+    starter = _starter_plan()
     if starter is None:
         return None
-    terms = Subscription.objects.filter(organisation=organisation, plan=starter)
-    running = terms.filter(starts_at__lte=at, ends_at__gt=at, expired_at__isnull=True).first()
-    if organisation.is_cloud_emedia_customer:
-        if running is not None:
-            return running
-        last = terms.order_by("-ends_at").first()
-        # Renew without a gap when the previous term just ended; else start now.
-        start = (
-            last.ends_at
-            if last is not None
-            and last.ends_at <= at
-            and last.ended_early_at is None
-            and (at - last.ends_at) < timedelta(days=2)
-            else at
-        )
-        with transaction.atomic():
-            account = lock_credit_account(organisation)
-            term = Subscription.objects.create(
-                organisation=organisation,
-                plan=starter,
-                origin=Subscription.Origin.STARTER,
-                starts_at=start,
-                ends_at=term_end(start),
-                included_emails=starter.emails_per_year,
-                price_per_1000=starter.price_per_1000,
-            )
-            _record(account, Kind.GRANT, starter.emails_per_year, subscription=term, reason=str(starter), at=at)
-        return term
-    if running is not None:
-        end_term_early(running, at)
-    return None
+    with transaction.atomic():
+        account = lock_credit_account(organisation)
+        all_terms = Subscription.objects.filter(organisation=organisation, plan=starter)
+        current = all_terms.filter(expired_at__isnull=True, ends_at__gt=at).order_by("starts_at", "pk")
+        if not organisation.is_cloud_emedia_customer:
+            for term in current:
+                end_term_early(term, at)
+            return None
+        running = current.filter(starts_at__lte=at).first()
+        if running is None:
+            last = all_terms.filter(ends_at__lte=at).order_by("-ends_at").first()
+            seamless = last is not None and last.ended_early_at is None and at - last.ends_at < STARTER_RENEW_GRACE
+            running = _grant_starter(account, organisation, starter, last.ends_at if seamless and last else at, at)
+        if running.ends_at - at <= STARTER_RENEW_AHEAD and not current.filter(starts_at__gte=running.ends_at).exists():
+            _grant_starter(account, organisation, starter, running.ends_at, at)
+        return running
 
 
 def sync_all_starters(at: datetime | None = None) -> int:
-    """Daily: renew STARTER for every cloud e-media customer, end it for the others."""
+    """Daily: renew STARTER for every cloud e-media customer, end it for the others.
+
+    Returns the number of organisations whose STARTER terms changed.
+    """
     at = at or timezone.now()
     changed = 0
     candidates = Organisation.objects.filter(
         Q(is_cloud_emedia_customer=True)
-        | Q(subscriptions__plan__eligibility=Plan.Eligibility.CLOUD_EMEDIA, subscriptions__ends_at__gt=at)
+        | Q(
+            subscriptions__plan__eligibility=Plan.Eligibility.CLOUD_EMEDIA,
+            subscriptions__ends_at__gt=at,
+            subscriptions__expired_at__isnull=True,
+        )
     ).distinct()
+
+    def snapshot(organisation: Organisation) -> list[tuple[int, datetime, datetime | None]]:
+        return list(
+            Subscription.objects.filter(
+                organisation=organisation, plan__eligibility=Plan.Eligibility.CLOUD_EMEDIA
+            ).values_list("pk", "ends_at", "expired_at")
+        )
+
     for organisation in candidates:
-        before = active_terms(organisation, at).filter(plan__eligibility=Plan.Eligibility.CLOUD_EMEDIA).count()
+        before = snapshot(organisation)
         sync_starter(organisation, at)
-        after = active_terms(organisation, at).filter(plan__eligibility=Plan.Eligibility.CLOUD_EMEDIA).count()
-        changed += before != after
+        changed += before != snapshot(organisation)
     return changed
 
 
@@ -811,8 +930,10 @@ def _maybe_notify_pool_level(account: CreditAccount, at: datetime) -> None:
         return
     if account.notified_pool_key != current.key:
         account.notified_pool_key, account.notified_level = current.key, 0
-    used = current.included - current.available - current.reserved
-    percent = used * 100 // current.included
+    # The pool is what the active terms hold (included e-mails plus adjustments); used is what was consumed.
+    used = current.used
+    total = current.available + current.reserved + current.used
+    percent = used * 100 // total if total > 0 else 100
     reached = max((level for level in POOL_WARNING_LEVELS if percent >= level), default=0)
     if reached > account.notified_level:
         account.notified_level = reached
@@ -821,7 +942,7 @@ def _maybe_notify_pool_level(account: CreditAccount, at: datetime) -> None:
             "pool_level",
             level=reached,
             used=used,
-            included=current.included,
+            included=total,
         )
     account.save(update_fields=["notified_level", "notified_pool_key"])
 
@@ -860,12 +981,16 @@ __all__ = [
     "grant_plan",
     "order_addon",
     "order_plan",
+    "overage_charges",
+    "overage_limit_emails",
+    "overage_price",
     "plan_eligibility",
     "pool",
     "rebuild_balances",
     "reject_order",
     "release",
     "reserve",
+    "sending_account_usage",
     "sync_all_starters",
     "sync_starter",
 ]

@@ -35,6 +35,39 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         pytest.exit(f"Redis at {settings.REDIS_URL} is not reachable: {exc}", returncode=2)
 
 
+def ensure_catalogue() -> None:
+    """Put back the data migration's plan catalogue if a flush removed it."""
+    from importlib import import_module
+
+    from django.apps import apps as django_apps
+
+    from plans.models import AddOnProduct, Plan
+
+    if not Plan.objects.filter(code="STANDARD").exists() or not AddOnProduct.objects.exists():
+        import_module("plans.migrations.0002_seed_catalogue").seed(django_apps, None)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _seeded_catalogue(django_db_setup: None, django_db_blocker: Any) -> None:
+    """Transactional tests (browser, concurrency) end with a flush that also empties the seeded
+    tables; with ``--reuse-db`` a later session would start without the catalogue."""
+    with django_db_blocker.unblock():
+        ensure_catalogue()
+
+
+@pytest.fixture(autouse=True)
+def _catalogue_in_transactional_tests(request: pytest.FixtureRequest) -> None:
+    """pytest-django runs transactional tests last; each may follow another one's flush."""
+    marker = request.node.get_closest_marker("django_db")
+    if {"transactional_db", "live_server"} & set(request.fixturenames):
+        request.getfixturevalue("transactional_db")
+    elif marker is not None and marker.kwargs.get("transaction"):
+        request.getfixturevalue("_django_db_helper")
+    else:
+        return
+    ensure_catalogue()
+
+
 @pytest.fixture(autouse=True)
 def _flush_redis() -> Any:
     """Each test starts with empty queues, cache and rate-limit counters."""

@@ -5,7 +5,6 @@ Screenshots go to ``test-artifacts/browser/`` (git-ignored) so that people can l
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,11 +14,10 @@ from urllib.parse import urlsplit
 import pytest
 from django.conf import settings
 from django.core import mail
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.migrations.executor import MigrationExecutor
+from django.db.migrations.operations.special import RunPython
 from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, sync_playwright
-
-# Playwright's sync API runs an event loop in this thread; Django then refuses ORM calls from it
-# (SynchronousOnlyOperation) although nothing here is async. The live server runs in its own thread.
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -35,14 +33,22 @@ ARTIFACTS = Path(settings.BASE_DIR) / "test-artifacts" / "browser"
 TIMEOUT_MS = 15_000
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright_instance() -> Iterator[Playwright]:
-    pw = sync_playwright().start()
-    yield pw
-    pw.stop()
+    """Playwright for one test module.
+
+    Its sync API runs an event loop in this thread, and Django then refuses ORM calls from the thread
+    (SynchronousOnlyOperation) although nothing here is async; the live server has its own thread.
+    DJANGO_ALLOW_ASYNC_UNSAFE lifts that only while Playwright runs: set for the whole session, it would
+    leak into later tests (``manage.py check --deploy`` rightly fails on it)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        pw = sync_playwright().start()
+        yield pw
+        pw.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright_instance: Playwright) -> Iterator[Browser]:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: install Debian's 'chromium' package (scripts/ensure-chromium.sh)")
@@ -51,8 +57,48 @@ def browser(playwright_instance: Playwright) -> Iterator[Browser]:
     chromium.close()
 
 
+def rerun_data_migrations() -> None:
+    """Run every data migration (``RunPython``) again, each with the models as of its migration.
+
+    Live-server tests are transactional: after each, Django empties every table, including the rows
+    that data migrations wrote (the plan catalogue). Data migrations here are idempotent
+    (``update_or_create``), so running them again restores those rows."""
+    connection = connections[DEFAULT_DB_ALIAS]
+    executor = MigrationExecutor(connection)
+    for migration, _backwards in executor.migration_plan(executor.loader.graph.leaf_nodes(), clean_start=True):
+        if not any(isinstance(op, RunPython) for op in migration.operations):
+            continue
+        state = executor.loader.project_state((migration.app_label, migration.name), at_end=False)
+        for operation in migration.operations:
+            if isinstance(operation, RunPython):
+                with connection.schema_editor() as editor:
+                    operation.code(state.apps, editor)
+            else:
+                operation.state_forwards(migration.app_label, state)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _leave_migrated_data(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
+    """After the last browser test, put the migrations' rows back for the next ``--reuse-db`` run."""
+    yield
+    with django_db_blocker.unblock():
+        rerun_data_migrations()
+
+
 @pytest.fixture
-def page(browser: Browser, live_server: Any, transactional_db: None, settings: Any) -> Iterator[Page]:
+def migrated_data(transactional_db: None) -> None:
+    """The rows of the data migrations, which the previous transactional test flushed away."""
+    rerun_data_migrations()
+
+
+@pytest.fixture
+def page(
+    browser: Browser,
+    live_server: Any,
+    transactional_db: None,
+    migrated_data: None,
+    settings: Any,
+) -> Iterator[Page]:
     """A fresh English browser session per test. Fails the test on Content-Security-Policy violations,
     which is how an inline style or script shows up in a real browser."""
     # Links in our own e-mails point at SITE_URL: make them point at the live server.
