@@ -132,7 +132,11 @@ class InviteForm(_RoleClientMixin):
     email = forms.CharField(label=_("E-mail address"), max_length=254)
     role = forms.ChoiceField(label=_("Role"), choices=Membership.Role.choices, initial=Membership.Role.MEMBER)
     client = forms.ModelChoiceField(
-        queryset=Client.objects.none(), required=False, label=_("Client"), help_text=_("Only for client users.")
+        queryset=Client.objects.none(),
+        required=False,
+        label=_("Client"),
+        empty_label=_("— choose a client —"),
+        help_text=_("Only for client users."),
     )
 
     def __init__(self, *args: Any, organisation: Organisation, can_invite_owner: bool, **kwargs: Any) -> None:
@@ -147,7 +151,9 @@ class InviteForm(_RoleClientMixin):
 
 class RoleForm(_RoleClientMixin):
     role = forms.ChoiceField(label=_("Role"), choices=Membership.Role.choices)
-    client = forms.ModelChoiceField(queryset=Client.objects.none(), required=False, label=_("Client"))
+    client = forms.ModelChoiceField(
+        queryset=Client.objects.none(), required=False, label=_("Client"), empty_label=_("— choose a client —")
+    )
 
     def __init__(
         self, *args: Any, organisation: Organisation, clients: list[Client] | None = None, **kwargs: Any

@@ -37,6 +37,12 @@ from accounts.models import ApiKey, Client, Invitation, Membership, SenderAddres
 from xes_portal.lib.tenancy import get_for_membership
 
 
+def _initial(request: HttpRequest, **fields: str) -> dict[str, str]:
+    """Form initial values from query parameters that are present (``?account=3``); absent ones are
+    left out so that a form's own default (the only account) still applies."""
+    return {name: request.GET[param] for name, param in fields.items() if request.GET.get(param)}
+
+
 def _add_errors(form: object, exc: ValidationError) -> None:
     for message in exc.messages:
         form.add_error(None, message)  # type: ignore[attr-defined]
@@ -351,7 +357,11 @@ def account_list(request: AuthedRequest) -> HttpResponse:
 
 @membership_required(Perm.MANAGE_SENDING_ACCOUNTS)
 def account_create(request: AuthedRequest) -> HttpResponse:
-    return _account_form(request, SendingAccount(organisation=request.membership.organisation))
+    return _account_form(
+        request,
+        SendingAccount(organisation=request.membership.organisation),
+        initial=_initial(request, client="client"),
+    )
 
 
 @membership_required(Perm.MANAGE_SENDING_ACCOUNTS)
@@ -359,8 +369,10 @@ def account_edit(request: AuthedRequest, pk: int) -> HttpResponse:
     return _account_form(request, get_for_membership(SendingAccount.objects, request.membership, pk=pk))
 
 
-def _account_form(request: AuthedRequest, account: SendingAccount) -> HttpResponse:
-    form = SendingAccountForm(request.POST or None, instance=account, membership=request.membership)
+def _account_form(
+    request: AuthedRequest, account: SendingAccount, initial: dict[str, str] | None = None
+) -> HttpResponse:
+    form = SendingAccountForm(request.POST or None, instance=account, membership=request.membership, initial=initial)
     if request.method == "POST" and form.is_valid():
         account = form.save()
         messages.success(request, _("Sending account “%(name)s” saved.") % {"name": account.name})
@@ -400,7 +412,7 @@ def sender_list(request: AuthedRequest) -> HttpResponse:
 @membership_required(Perm.MANAGE_SENDERS)
 def sender_create(request: AuthedRequest) -> HttpResponse:
     form = SenderAddressForm(
-        request.POST or None, membership=request.membership, initial={"sending_account": request.GET.get("account")}
+        request.POST or None, membership=request.membership, initial=_initial(request, sending_account="account")
     )
     if request.method == "POST" and form.is_valid():
         try:
@@ -504,7 +516,7 @@ def api_key_list(request: AuthedRequest) -> HttpResponse:
 @membership_required(Perm.MANAGE_API_KEYS)
 def api_key_create(request: AuthedRequest) -> HttpResponse:
     form = ApiKeyForm(
-        request.POST or None, membership=request.membership, initial={"sending_account": request.GET.get("account")}
+        request.POST or None, membership=request.membership, initial=_initial(request, sending_account="account")
     )
     if request.method == "POST" and form.is_valid():
         key, raw = services.create_api_key(

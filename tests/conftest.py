@@ -4,11 +4,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
+from django.apps import apps
 from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.migrations.executor import MigrationExecutor
+from django.db.migrations.operations.special import RunPython
 from django.test import Client as HttpClient
 
 from accounts.models import Client, Membership, Organisation, SenderAddress, SendingAccount, User
@@ -35,28 +40,40 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         pytest.exit(f"Redis at {settings.REDIS_URL} is not reachable: {exc}", returncode=2)
 
 
-def ensure_catalogue() -> None:
-    """Put back the data migration's plan catalogue if a flush removed it."""
-    from importlib import import_module
+def rerun_data_migrations() -> None:
+    """Run our apps' data migrations (``RunPython``) again, each with the models as of its migration.
 
-    from django.apps import apps as django_apps
-
-    from plans.models import AddOnProduct, Plan
-
-    if not Plan.objects.filter(code="STANDARD").exists() or not AddOnProduct.objects.exists():
-        import_module("plans.migrations.0002_seed_catalogue").seed(django_apps, None)
+    Live-server tests are transactional: after each, Django empties every table, including the rows
+    that data migrations wrote (the plan catalogue). Ours are idempotent (``update_or_create``), so
+    running them again restores those rows. Django's own apps refill theirs on ``post_migrate``."""
+    connection = connections[DEFAULT_DB_ALIAS]
+    executor = MigrationExecutor(connection)
+    base_dir = Path(settings.BASE_DIR).resolve()
+    for migration, _backwards in executor.migration_plan(executor.loader.graph.leaf_nodes(), clean_start=True):
+        app_path = Path(apps.get_app_config(migration.app_label).path).resolve()
+        if not app_path.is_relative_to(base_dir) or ".venv" in app_path.parts:
+            continue
+        if not any(isinstance(op, RunPython) for op in migration.operations):
+            continue
+        state = executor.loader.project_state((migration.app_label, migration.name), at_end=False)
+        for operation in migration.operations:
+            if isinstance(operation, RunPython):
+                with connection.schema_editor() as editor:
+                    operation.code(state.apps, editor)
+            else:
+                operation.state_forwards(migration.app_label, state)
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _seeded_catalogue(django_db_setup: None, django_db_blocker: Any) -> None:
-    """Transactional tests (browser, concurrency) end with a flush that also empties the seeded
-    tables; with ``--reuse-db`` a later session would start without the catalogue."""
+def _seeded_data(django_db_setup: None, django_db_blocker: Any) -> None:
+    """Transactional tests (browser, concurrency) end with a flush that also empties the tables our
+    data migrations filled; with ``--reuse-db`` a later session would start without those rows."""
     with django_db_blocker.unblock():
-        ensure_catalogue()
+        rerun_data_migrations()
 
 
 @pytest.fixture(autouse=True)
-def _catalogue_in_transactional_tests(request: pytest.FixtureRequest) -> None:
+def _data_migrations_in_transactional_tests(request: pytest.FixtureRequest) -> None:
     """pytest-django runs transactional tests last; each may follow another one's flush."""
     marker = request.node.get_closest_marker("django_db")
     if {"transactional_db", "live_server"} & set(request.fixturenames):
@@ -65,7 +82,7 @@ def _catalogue_in_transactional_tests(request: pytest.FixtureRequest) -> None:
         request.getfixturevalue("_django_db_helper")
     else:
         return
-    ensure_catalogue()
+    rerun_data_migrations()
 
 
 @pytest.fixture(autouse=True)

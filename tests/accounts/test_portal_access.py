@@ -653,3 +653,20 @@ def test_list_page_queries_do_not_grow_with_the_rows(
         response = http.get(reverse(name))
 
     assert response.status_code == 200
+
+
+def test_the_new_account_form_preselects_the_client_from_the_client_page(tenant, login) -> None:
+    http = login(tenant.owner)
+    detail = http.get(f"/clients/{tenant.client_b.pk}/").content.decode()
+    assert f"/sending-accounts/new/?client={tenant.client_b.pk}" in detail
+
+    form = http.get(f"/sending-accounts/new/?client={tenant.client_b.pk}").content.decode()
+    assert f'<option value="{tenant.client_b.pk}" selected>' in form
+
+
+def test_the_only_account_is_preselected_when_adding_a_sender(outsider, login) -> None:
+    from accounts.models import SendingAccount
+
+    only = SendingAccount.objects.get(organisation__memberships__user=outsider)
+    form = login(outsider).get("/senders/new/").content.decode()
+    assert f'<option value="{only.pk}" selected>' in form

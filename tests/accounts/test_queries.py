@@ -27,3 +27,18 @@ def test_list_pages_do_not_grow_queries_with_rows(tenant, login, name, django_as
     _grow(tenant, 15)
     with django_assert_max_num_queries(len(small.captured_queries)):
         assert http.get(reverse(name)).status_code == 200
+
+
+def test_the_organisation_switcher_costs_the_same_for_many_memberships(tenant, login, django_assert_max_num_queries):
+    from accounts.models import Membership
+    from tests.factories import OrganisationFactory
+
+    http = login(tenant.owner)
+    Membership.objects.create(user=tenant.owner, organisation=OrganisationFactory(), role="owner")
+    with django_assert_max_num_queries(12) as few:
+        page = http.get(reverse("client_list"))
+    for _ in range(8):
+        Membership.objects.create(user=tenant.owner, organisation=OrganisationFactory(), role="owner")
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        page = http.get(reverse("client_list"))
+    assert "Switch organisation" in page.content.decode()

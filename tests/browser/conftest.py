@@ -14,9 +14,6 @@ from urllib.parse import urlsplit
 import pytest
 from django.conf import settings
 from django.core import mail
-from django.db import DEFAULT_DB_ALIAS, connections
-from django.db.migrations.executor import MigrationExecutor
-from django.db.migrations.operations.special import RunPython
 from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, sync_playwright
 
 CHROMIUM = "/usr/bin/chromium"
@@ -57,46 +54,11 @@ def browser(playwright_instance: Playwright) -> Iterator[Browser]:
     chromium.close()
 
 
-def rerun_data_migrations() -> None:
-    """Run every data migration (``RunPython``) again, each with the models as of its migration.
-
-    Live-server tests are transactional: after each, Django empties every table, including the rows
-    that data migrations wrote (the plan catalogue). Data migrations here are idempotent
-    (``update_or_create``), so running them again restores those rows."""
-    connection = connections[DEFAULT_DB_ALIAS]
-    executor = MigrationExecutor(connection)
-    for migration, _backwards in executor.migration_plan(executor.loader.graph.leaf_nodes(), clean_start=True):
-        if not any(isinstance(op, RunPython) for op in migration.operations):
-            continue
-        state = executor.loader.project_state((migration.app_label, migration.name), at_end=False)
-        for operation in migration.operations:
-            if isinstance(operation, RunPython):
-                with connection.schema_editor() as editor:
-                    operation.code(state.apps, editor)
-            else:
-                operation.state_forwards(migration.app_label, state)
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _leave_migrated_data(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
-    """After the last browser test, put the migrations' rows back for the next ``--reuse-db`` run."""
-    yield
-    with django_db_blocker.unblock():
-        rerun_data_migrations()
-
-
-@pytest.fixture
-def migrated_data(transactional_db: None) -> None:
-    """The rows of the data migrations, which the previous transactional test flushed away."""
-    rerun_data_migrations()
-
-
 @pytest.fixture
 def page(
     browser: Browser,
     live_server: Any,
     transactional_db: None,
-    migrated_data: None,
     settings: Any,
 ) -> Iterator[Page]:
     """A fresh English browser session per test. Fails the test on Content-Security-Policy violations,

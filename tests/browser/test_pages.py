@@ -95,10 +95,16 @@ def test_owner_pages_with_data(page: Page, live_server: Any, tenant: Tenant, sho
     expect(page.get_by_role("heading", level=1)).to_contain_text("Activate Authenticator App")
     shot(page, "54-2fa-activate")
 
+    # A wide screen has room for the organisation's name beside its initial.
+    page.set_viewport_size({"width": 1440, "height": 900})
+    page.goto(base + "/")
+    expect(page.get_by_test_id("user-menu")).to_contain_text("Acme Agency")
+    shot(page, "55-dashboard-wide")
+
     # A phone-sized window: the navigation collapses behind the toggler.
     page.set_viewport_size({"width": 390, "height": 844})
     page.goto(base + "/")
-    shot(page, "55-dashboard-phone")
+    shot(page, "56-dashboard-phone")
     page.get_by_role("button", name="Toggle navigation").click()
     expect(page.get_by_role("link", name="Sender addresses")).to_be_visible()
-    shot(page, "56-dashboard-phone-menu")
+    shot(page, "57-dashboard-phone-menu")

@@ -5,15 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
-from importlib import import_module
 from typing import Any
 
 import pytest
-from django.apps import apps as django_apps
 
 from accounts.models import Organisation
 from plans import services
-from plans.models import AddOnProduct, CreditAccount, CreditEntry, Plan, Subscription
+from plans.models import CreditAccount, CreditEntry, Plan, Subscription
+from tests.conftest import rerun_data_migrations
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
@@ -23,13 +22,8 @@ def utc(*args: int) -> datetime:
 
 
 def ensure_catalogue() -> None:
-    """Seed the default catalogue and add-ons if they are missing.
-
-    A transactional test (browser tests, the concurrency tests) flushes the database at its end;
-    with ``--reuse-db`` the data migration's rows are then gone in the next run.
-    """
-    if not Plan.objects.filter(code="STANDARD").exists() or not AddOnProduct.objects.exists():
-        import_module("plans.migrations.0002_seed_catalogue").seed(django_apps, None)
+    """Seed rows of the data migrations (the catalogue), put back after a transactional test's flush."""
+    rerun_data_migrations()
 
 
 @pytest.fixture
