@@ -132,3 +132,23 @@ def _org():  # type: ignore[no-untyped-def]
     from tests.factories import OrganisationFactory
 
     return OrganisationFactory()
+
+
+def test_password_reset_by_email_sets_a_new_password(client, db, mailoutbox) -> None:
+    user = UserFactory(email="forgetful@agency.example")
+
+    client.post("/accounts/password/reset/", {"email": "Forgetful@agency.example"})
+
+    assert len(mailoutbox) == 1
+    link = re.search(r"https?://\S+(/accounts/password/reset/key/\S+/)", mailoutbox[0].body)
+    assert link, mailoutbox[0].body
+    form_page = client.get(link.group(1), follow=True)
+    assert form_page.status_code == 200
+    response = client.post(
+        form_page.redirect_chain[-1][0] if form_page.redirect_chain else link.group(1),
+        {"password1": "a-brand-new-phrase", "password2": "a-brand-new-phrase"},
+    )
+    assert response.status_code == 302
+    user.refresh_from_db()
+    assert user.check_password("a-brand-new-phrase")
+    assert not user.check_password(PASSWORD)

@@ -13,6 +13,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
 import redis
 from rq import Queue
 
@@ -39,7 +40,8 @@ def _wait_for(predicate, timeout: float, what: str):  # type: ignore[no-untyped-
     raise AssertionError(f"timed out waiting for {what}: {last_error}")
 
 
-def test_runportal_serves_runs_jobs_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "kill"])
+def test_runportal_serves_runs_jobs_and_stops_cleanly(tmp_path: Path, stop_signal: signal.Signals) -> None:
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
     env.update(DJANGO_ENV="development", DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}")
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=180)
@@ -51,6 +53,8 @@ def test_runportal_serves_runs_jobs_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        # As a shell's background job would: SIGINT ignored on entry, which the command must undo.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
     try:
         # given: the portal answers and a worker has registered with the embedded queue server
@@ -71,7 +75,7 @@ def test_runportal_serves_runs_jobs_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         _wait_for(lambda: job.get_status(refresh=True) == "finished", 30, "the job to finish")
         assert job.return_value() == 3
     finally:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(stop_signal)
         output, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, output
     assert "stopped." in output

@@ -24,6 +24,10 @@ class Command(BaseCommand):
         parser.add_argument("--redis-port", type=int, default=int(os.environ.get("EMBEDDED_REDIS_PORT", "6390")))
 
     def handle(self, *args: Any, **options: Any) -> None:
+        # Ctrl-C and `kill` both stop everything cleanly (a shell's background job inherits an
+        # ignored SIGINT, so install the handler explicitly).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
         env = os.environ.copy()
         server = None
         if not env.get("REDIS_URL"):
@@ -70,3 +74,7 @@ class Command(BaseCommand):
         server.daemon_threads = True
         threading.Thread(target=server.serve_forever, daemon=True, name="embedded-redis").start()
         return server
+
+
+def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
