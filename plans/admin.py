@@ -670,6 +670,10 @@ class ClientAllocationAdmin(admin.ModelAdmin):
     list_select_related = ("client__organisation",)
     autocomplete_fields = ("client",)
 
+    def save_model(self, request: HttpRequest, obj: ClientAllocation, form: Any, change: bool) -> None:
+        # Not ``warned_period_start``: the sending path sets it, and a stale copy would warn twice.
+        obj.save(update_fields=["client", "yearly_cap", "mode", "period_start"] if change else None)
+
     @admin.display(description=gettext_lazy("organisation"), ordering="client__organisation__name")
     def organisation_link(self, obj: ClientAllocation) -> str:
         return _link(obj.client.organisation)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import UTC
 
-from django.db.models import Min
+from django.db.models import Min, QuerySet
 from django.http import Http404, HttpResponse, HttpResponseBadRequest, QueryDict
 from django.shortcuts import render
 from django.urls import reverse
@@ -26,6 +26,7 @@ from django.utils.text import slugify
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_safe
 
+from accounts.constants import Perm
 from accounts.decorators import membership_required
 from accounts.http import AuthedRequest
 from accounts.models import Membership
@@ -69,7 +70,7 @@ class Selection:
         return params.urlencode()
 
 
-def _terms(membership: Membership):  # type: ignore[no-untyped-def]
+def _terms(membership: Membership) -> QuerySet[Subscription]:
     """The organisation's plan terms. Client-users may pick one to see their own usage in it."""
     return Subscription.objects.for_organisation(membership.organisation).select_related("plan")
 
@@ -88,7 +89,7 @@ def parse_selection(request: AuthedRequest, *, default_month: bool) -> Selection
     if period and term_id:
         raise BadSelection(_("Choose either a month or a plan term, not both."))
     if term_id:
-        if not term_id.isdigit():
+        if not (term_id.isascii() and term_id.isdigit() and len(term_id) <= 18):
             raise BadSelection(_("The plan term must be given by its number."))
         term = _terms(membership).filter(pk=int(term_id)).first()
         if term is None:
@@ -159,6 +160,8 @@ def statements(request: AuthedRequest) -> HttpResponse:
         "csv_url": export_url,
         "xlsx_url": reverse("plans_statement_export", args=["xlsx"]),
         "is_client_user": membership.is_client_user,
+        # Prices are the provider's wholesale cost: owners and admins only.
+        "show_money": membership.can(Perm.VIEW_BILLING),
     }
     return render(request, "plans/statements.html", context, status=400 if error else 200)
 
@@ -175,7 +178,9 @@ def statement_export(request: AuthedRequest, fmt: str) -> HttpResponse:
     except BadSelection as exc:
         return HttpResponseBadRequest(str(exc), content_type="text/plain; charset=utf-8")
     statement = build_statement(membership, selection)
-    dataset = resources.StatementRowResource().export_rows(statement.rows, fmt, by_account=selection.by_account)
+    dataset = resources.StatementRowResource().export_rows(
+        statement.rows, fmt, by_account=selection.by_account, with_money=membership.can(Perm.VIEW_BILLING)
+    )
     name_parts = ["xes-statement", slugify(membership.organisation.name) or "organisation"]
     if membership.is_client_user and membership.client is not None:
         name_parts.append(slugify(membership.client.name) or "client")

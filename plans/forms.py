@@ -81,9 +81,3 @@ class ClientCapForm(forms.ModelForm[ClientAllocation]):
         )
         if self.instance.pk is None:
             self.fields["period_start"].initial = timezone.now().date()
-
-    def save(self, commit: bool = True) -> ClientAllocation:
-        # A changed cap is a new promise: the owner is warned again when a soft cap is reached.
-        if self.instance.pk is not None and self.has_changed():
-            self.instance.warned_period_start = None
-        return super().save(commit=commit)

@@ -69,10 +69,14 @@ class Plan(models.Model):
                 condition=~Q(eligibility="custom")
                 | (Q(emails_per_year__gt=CUSTOM_PLAN_MIN_EMAILS) & Q(organisation__isnull=False)),
                 name="plan_custom_needs_org_and_volume",
+                violation_error_message=_(
+                    "A custom plan belongs to one organisation and includes more than 30,000,000 e-mails a year."
+                ),
             ),
             models.CheckConstraint(
                 condition=Q(eligibility="custom") | Q(organisation__isnull=True),
                 name="plan_only_custom_has_org",
+                violation_error_message=_("Only custom plans belong to one organisation."),
             ),
         ]
 

@@ -101,9 +101,18 @@ class StatementRowResource(FormulaSafeMixin, resources.Resource):
             "currency",
         )
 
-    def export_rows(self, rows: Iterable[StatementRow], fmt: str, *, by_account: bool) -> tablib.Dataset:
-        """The dataset for ``fmt``; the sending-account column only when the statement breaks it down."""
-        names = [name for name in self._meta.export_order if by_account or name != "sending_account"]
+    MONEY = frozenset({"price_per_1000", "overage_amount", "currency"})
+
+    def export_rows(
+        self, rows: Iterable[StatementRow], fmt: str, *, by_account: bool, with_money: bool = True
+    ) -> tablib.Dataset:
+        """The dataset for ``fmt``; the sending-account column only when the statement breaks it down,
+        prices and amounts only for those who may see the organisation's billing."""
+        names = [
+            name
+            for name in self._meta.export_order
+            if (by_account or name != "sending_account") and (with_money or name not in self.MONEY)
+        ]
         return self.export(list(rows), export_fields=names, force_native_type=FORMATS[fmt].is_binary())
 
 

@@ -7,6 +7,8 @@ order is always credit account, then terms, then reservations.
 
 from __future__ import annotations
 
+import functools
+import operator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -246,28 +248,84 @@ def cap_period(allocation_start: date, at: datetime) -> tuple[date, date]:
 def client_usage(client: Client, at: datetime | None = None) -> ClientUsage:
     """What ``client`` consumed in its current cap year (UTC days) and what it has reserved now."""
     at = (at or timezone.now()).astimezone(UTC)
-    allocation = ClientAllocation.objects.filter(client=client).first()
-    if allocation is not None:
-        start, end = cap_period(allocation.period_start, at)
-    else:
-        start = date(at.year, 1, 1)
-        end = date(at.year + 1, 1, 1)
-    start_dt = datetime(start.year, start.month, start.day, tzinfo=at.tzinfo)
-    end_dt = datetime(end.year, end.month, end.day, tzinfo=at.tzinfo)
-    used = CreditEntry.objects.filter(
-        client=client, kind=Kind.CONSUME, created_at__gte=start_dt, created_at__lt=end_dt
-    ).aggregate(n=Sum("emails"))["n"]
-    outstanding = Reservation.objects.filter(client=client).aggregate(
-        n=Sum(F("quantity") - F("consumed") - F("released"))
-    )["n"]
-    return ClientUsage(
-        period_start=start,
-        period_end=end,
-        used=int(used or 0),
-        outstanding=int(outstanding or 0),
-        cap=allocation.yearly_cap if allocation else None,
-        mode=allocation.mode if allocation else None,
+    client = Client.objects.select_related("allocation").get(pk=client.pk)
+    return client_usages([client], at)[client.pk]
+
+
+def client_usages(clients: list[Client], now: datetime) -> dict[int, ClientUsage]:
+    """What each client consumed in its current cap year (UTC days) and has reserved now, in two queries.
+
+    ``clients`` should come with ``select_related("allocation")``. Each client's cap year differs, so the
+    consumption is summed with one condition per client in a single grouped query.
+    """
+    if not clients:
+        return {}
+    periods: dict[int, tuple[date, date, ClientAllocation | None]] = {}
+    for client in clients:
+        allocation: ClientAllocation | None = getattr(client, "allocation", None)
+        if allocation is not None:
+            start, end = cap_period(allocation.period_start, now)
+        else:
+            start, end = date(now.year, 1, 1), date(now.year + 1, 1, 1)
+        periods[client.pk] = (start, end, allocation)
+
+    def moment(day: date) -> datetime:
+        return datetime(day.year, day.month, day.day, tzinfo=now.tzinfo)
+
+    condition = functools.reduce(
+        operator.or_,
+        (
+            Q(client_id=pk, created_at__gte=moment(start), created_at__lt=moment(end))
+            for pk, (start, end, _allocation) in periods.items()
+        ),
     )
+    used = dict(
+        CreditEntry.objects.filter(condition, kind=CreditEntry.Kind.CONSUME)
+        .values("client_id")
+        .annotate(n=Sum("emails"))
+        .values_list("client_id", "n")
+    )
+    outstanding = dict(
+        Reservation.objects.filter(client_id__in=periods)
+        .values("client_id")
+        .annotate(n=Sum(F("quantity") - F("consumed") - F("released")))
+        .values_list("client_id", "n")
+    )
+    return {
+        pk: ClientUsage(
+            period_start=start,
+            period_end=end,
+            used=int(used.get(pk) or 0),
+            outstanding=int(outstanding.get(pk) or 0),
+            cap=allocation.yearly_cap if allocation else None,
+            mode=allocation.mode if allocation else None,
+        )
+        for pk, (start, end, allocation) in periods.items()
+    }
+
+
+def set_client_cap(client: Client, yearly_cap: int, mode: str, period_start: date) -> ClientAllocation:
+    """Give a client a yearly cap or change it. A changed cap is a new promise: the owners are warned
+    again when a soft cap is reached; saving it unchanged keeps the record of the warning."""
+    allocation = ClientAllocation.objects.filter(client=client).first() or ClientAllocation(client=client)
+    if (allocation.yearly_cap, allocation.mode, allocation.period_start) != (yearly_cap, mode, period_start):
+        allocation.warned_period_start = None
+    allocation.yearly_cap, allocation.mode, allocation.period_start = yearly_cap, mode, period_start
+    allocation.save()
+    return allocation
+
+
+def remove_client_cap(client: Client) -> None:
+    ClientAllocation.objects.filter(client=client).delete()
+
+
+def update_overage_settings(organisation: Organisation, allow_overage: bool, monthly_limit: Decimal | None) -> None:
+    """Change only the settings, under the credit lock, never the balances a worker may be moving."""
+    with transaction.atomic():
+        account = lock_credit_account(organisation)
+        account.allow_overage = allow_overage
+        account.monthly_overage_limit = monthly_limit
+        account.save(update_fields=["allow_overage", "monthly_overage_limit"])
 
 
 def sending_account_usage(sending_account: SendingAccount, start: datetime, end: datetime) -> int:

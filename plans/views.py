@@ -11,17 +11,15 @@ Views parse input, call :mod:`plans.services` and render. Who sees what:
 
 from __future__ import annotations
 
-import functools
-import operator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from dateutil.relativedelta import relativedelta
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.db.models import F, Q, Sum
+from django.db.models import Q, Sum
 from django.db.models.functions import TruncMonth
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -44,7 +42,6 @@ from plans.models import (
     CreditEntry,
     Order,
     Plan,
-    Reservation,
     Subscription,
     overage_amount,
 )
@@ -233,7 +230,7 @@ def forecast(terms: list[Subscription], per_day: Decimal, now: datetime) -> Fore
 def _client_rows(m: Membership, now: datetime, cap_form: tuple[int, ClientCapForm] | None) -> list[dict[str, Any]]:
     """One row per client the membership may see: its usage this cap year, its cap and, for owners, a form."""
     clients = list(Client.objects.for_membership(m).select_related("allocation").order_by("name"))
-    usages = client_usages(clients, now)
+    usages = services.client_usages(clients, now)
     manage = m.can(Perm.MANAGE_PLANS)
     rows = []
     for client in clients:
@@ -259,58 +256,6 @@ def _client_rows(m: Membership, now: datetime, cap_form: tuple[int, ClientCapFor
             }
         )
     return rows
-
-
-def client_usages(clients: list[Client], now: datetime) -> dict[int, services.ClientUsage]:
-    """:func:`plans.services.client_usage` for many clients in two queries instead of three per client.
-
-    ``clients`` must come with ``select_related("allocation")``. Each client's cap year differs, so the
-    consumption is summed with one condition per client in a single grouped query.
-    """
-    if not clients:
-        return {}
-    periods: dict[int, tuple[date, date, ClientAllocation | None]] = {}
-    for client in clients:
-        allocation: ClientAllocation | None = getattr(client, "allocation", None)
-        if allocation is not None:
-            start, end = services.cap_period(allocation.period_start, now)
-        else:
-            start, end = date(now.year, 1, 1), date(now.year + 1, 1, 1)
-        periods[client.pk] = (start, end, allocation)
-
-    def moment(day: date) -> datetime:
-        return datetime(day.year, day.month, day.day, tzinfo=now.tzinfo)
-
-    condition = functools.reduce(
-        operator.or_,
-        (
-            Q(client_id=pk, created_at__gte=moment(start), created_at__lt=moment(end))
-            for pk, (start, end, _allocation) in periods.items()
-        ),
-    )
-    used = dict(
-        CreditEntry.objects.filter(condition, kind=CreditEntry.Kind.CONSUME)
-        .values("client_id")
-        .annotate(n=Sum("emails"))
-        .values_list("client_id", "n")
-    )
-    outstanding = dict(
-        Reservation.objects.filter(client_id__in=periods)
-        .values("client_id")
-        .annotate(n=Sum(F("quantity") - F("consumed") - F("released")))
-        .values_list("client_id", "n")
-    )
-    return {
-        pk: services.ClientUsage(
-            period_start=start,
-            period_end=end,
-            used=int(used.get(pk) or 0),
-            outstanding=int(outstanding.get(pk) or 0),
-            cap=allocation.yearly_cap if allocation else None,
-            mode=allocation.mode if allocation else None,
-        )
-        for pk, (start, end, allocation) in periods.items()
-    }
 
 
 def _usage_chart(m: Membership, now: datetime) -> dict[str, Any]:
@@ -428,7 +373,11 @@ def overage_settings(request: AuthedRequest) -> HttpResponse:
     account, _created = CreditAccount.objects.get_or_create(organisation=request.membership.organisation)
     form = OverageSettingsForm(request.POST, instance=account, prefix="overage")
     if form.is_valid():
-        form.save()
+        services.update_overage_settings(
+            request.membership.organisation,
+            form.cleaned_data["allow_overage"],
+            form.cleaned_data["monthly_overage_limit"],
+        )
         messages.success(request, _("Overage settings saved."))
         return redirect("plans_overview")
     return _render_overview(request, overage_form=form, status=400)
@@ -440,13 +389,14 @@ def client_cap(request: AuthedRequest, client_id: int) -> HttpResponse:
     client = get_for_membership(Client.objects, request.membership, pk=client_id)
     allocation = ClientAllocation.objects.filter(client=client).first()
     if "remove" in request.POST:
-        if allocation is not None:
-            allocation.delete()
+        services.remove_client_cap(client)
         messages.success(request, _("%(client)s has no cap any more.") % {"client": client.name})
         return redirect("plans_overview")
     form = ClientCapForm(request.POST, instance=allocation or ClientAllocation(client=client), prefix=f"cap{client.pk}")
     if form.is_valid():
-        form.save()
+        services.set_client_cap(
+            client, form.cleaned_data["yearly_cap"], form.cleaned_data["mode"], form.cleaned_data["period_start"]
+        )
         messages.success(request, _("Cap of %(client)s saved.") % {"client": client.name})
         return redirect("plans_overview")
     messages.error(request, _("The cap of %(client)s was not saved; see below.") % {"client": client.name})

@@ -390,15 +390,28 @@ def test_balances_cannot_be_edited(back_office: HttpClient, term: Subscription) 
     assert term.available == 1_000_000
 
 
+def _concurrently(monkeypatch: pytest.MonkeyPatch, model: type[models.Model], **changes: Any) -> None:
+    """Change the row in the database right after the admin has loaded it (a worker moving credits)."""
+    model_admin = admin.site._registry[model]
+    load = model_admin.get_object
+
+    def get_object(*args: Any, **kwargs: Any) -> Any:
+        obj = load(*args, **kwargs)
+        model._default_manager.filter(pk=obj.pk).update(**changes)
+        return obj
+
+    monkeypatch.setattr(model_admin, "get_object", get_object)
+
+
 def test_saving_overage_settings_keeps_the_balances(
-    back_office: HttpClient, tenant: Tenant, term: Subscription
+    back_office: HttpClient, tenant: Tenant, term: Subscription, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     account = CreditAccount.objects.get(organisation=tenant.organisation)
-    stale = {"allow_overage": "", "monthly_overage_limit": "50.00"}
-    # A movement between the page load and the save must survive the save.
-    CreditAccount.objects.filter(pk=account.pk).update(overage_used=42)
+    _concurrently(monkeypatch, CreditAccount, overage_used=42)
 
-    response = back_office.post(_url(CreditAccount, "change", account.pk), stale)
+    response = back_office.post(
+        _url(CreditAccount, "change", account.pk), {"allow_overage": "", "monthly_overage_limit": "50.00"}
+    )
 
     assert response.status_code == 302
     account.refresh_from_db()
@@ -516,3 +529,19 @@ def test_reservations_are_read_only(back_office: HttpClient, tenant: Tenant, ter
     assert back_office.get(_url(Reservation, "add")).status_code == 403
     assert back_office.get(_url(Reservation, "change", reservation.pk)).status_code == 200
     assert back_office.post(_url(Reservation, "delete", reservation.pk), {"post": "yes"}).status_code == 403
+
+
+def test_saving_a_client_cap_keeps_its_warning_state(
+    back_office: HttpClient, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    allocation = ClientAllocation.objects.create(client=tenant.client_a, yearly_cap=1_000, period_start=PAST.date())
+    _concurrently(monkeypatch, ClientAllocation, warned_period_start=PAST.date())
+
+    response = back_office.post(
+        _url(ClientAllocation, "change", allocation.pk),
+        {"client": tenant.client_a.pk, "yearly_cap": 2_000, "mode": "soft", "period_start": "2024-01-15"},
+    )
+
+    assert response.status_code == 302
+    allocation.refresh_from_db()
+    assert (allocation.yearly_cap, allocation.mode, allocation.warned_period_start) == (2_000, "soft", PAST.date())

@@ -305,6 +305,8 @@ def test_page_defaults_to_the_current_month(tenant: Tenant, login: Any) -> None:
         ({}, "Choose a month"),
         ({"period": "2026-03", "term": "1"}, "not both"),
         ({"term": "abc"}, "by its number"),
+        ({"term": "²"}, "by its number"),
+        ({"term": "9" * 30}, "by its number"),
         ({"period": "2026-03", "by": "planet"}, "“client” or “organisation”"),
     ],
 )
@@ -356,13 +358,16 @@ def test_client_user_sees_only_its_client(tenant: Tenant, usage: Usage2026, logi
     term = _export(http, "csv", term=usage.term2.pk)
     page = http.get(reverse("plans_statements"), {"period": "2026-03"})
 
-    assert _lines(month) == [
-        ("Alpha Bakery", 1_100, 50, "4.00", "0.20"),
-        ("Alpha Bakery", 0, 3, "5.00", "0.02"),
+    # Client-users get their e-mails without the provider's prices (its wholesale cost).
+    assert _csv(month)[0] == ["Period", "Client", "Included e-mails used", "Overage e-mails"]
+    assert [(r[1], int(r[2]), int(r[3])) for r in _csv(month)[1:]] == [
+        ("Alpha Bakery", 1_100, 50),
+        ("Alpha Bakery", 0, 3),
     ]
-    assert _lines(term) == [("Alpha Bakery", 100, 50, "4.00", "0.20")]
+    assert [(r[1], int(r[2]), int(r[3])) for r in _csv(term)[1:]] == [("Alpha Bakery", 100, 50)]
     assert month["Content-Disposition"] == 'attachment; filename="xes-statement-acme-agency-alpha-bakery-2026-03.csv"'
     html = page.content.decode()
     assert page.status_code == 200
     assert "Beta Cars" not in html
     assert "Not assigned to a client" not in html
+    assert "Overage amount" not in html

@@ -15,7 +15,8 @@ from django.utils.formats import date_format
 from accounts.models import Membership, Organisation
 from plans import services
 from plans.models import AddOnProduct, AddOnSubscription, ClientAllocation, CreditAccount, Order, Plan
-from plans.views import client_usages, forecast
+from plans.services import client_usages
+from plans.views import forecast
 from tests.conftest import Tenant
 from tests.factories import ClientFactory, SendingAccountFactory
 from tests.plans.conftest import grant, settings_for, utc
