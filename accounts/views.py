@@ -6,6 +6,7 @@ Views parse input, call :mod:`accounts.services` and render. Every object is fet
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import messages
 from django.contrib.auth import login
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -41,6 +42,12 @@ def _initial(request: HttpRequest, **fields: str) -> dict[str, str]:
     """Form initial values from query parameters that are present (``?account=3``); absent ones are
     left out so that a form's own default (the only account) still applies."""
     return {name: request.GET[param] for name, param in fields.items() if request.GET.get(param)}
+
+
+def _form_needing_an_account(request: AuthedRequest, template: str, form: forms.Form) -> HttpResponse:
+    """A form that needs a sending account; without one the page says how to create it first."""
+    has_accounts = SendingAccount.objects.for_membership(request.membership).exists()
+    return render(request, template, {"form": form, "has_accounts": has_accounts}, status=400 if form.errors else 200)
 
 
 def _add_errors(form: object, exc: ValidationError) -> None:
@@ -431,13 +438,7 @@ def sender_create(request: AuthedRequest) -> HttpResponse:
                 % {"email": sender.email_display},
             )
             return redirect("sender_list")
-    has_accounts = SendingAccount.objects.for_membership(request.membership).exists()
-    return render(
-        request,
-        "accounts/sender_form.html",
-        {"form": form, "has_accounts": has_accounts},
-        status=400 if form.errors else 200,
-    )
+    return _form_needing_an_account(request, "accounts/sender_form.html", form)
 
 
 @require_POST
@@ -524,13 +525,7 @@ def api_key_create(request: AuthedRequest) -> HttpResponse:
         )
         # The raw key is rendered once, in this response only; it is never stored.
         return render(request, "accounts/api_key_created.html", {"key": key, "raw_key": raw})
-    has_accounts = SendingAccount.objects.for_membership(request.membership).exists()
-    return render(
-        request,
-        "accounts/api_key_form.html",
-        {"form": form, "has_accounts": has_accounts},
-        status=400 if form.errors else 200,
-    )
+    return _form_needing_an_account(request, "accounts/api_key_form.html", form)
 
 
 @require_POST
