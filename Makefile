@@ -44,8 +44,13 @@ lint: $(VENV)/.installed-dev
 	$(PY) manage.py check
 	$(PY) manage.py makemigrations --check --dry-run
 
+BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/xes_bench
+
+# Measured figures (never timed tests): the credit API against PostgreSQL, printed as a table.
 bench: $(VENV)/.installed-dev
-	@echo "no benchmarks yet: the sending pipeline's benchmark comes with the campaigns issue"
+	@$(PY) scripts/ensure-database.py "$(BENCH_DATABASE_URL)"
+	DATABASE_URL="$(BENCH_DATABASE_URL)" $(PY) manage.py migrate -v0
+	DATABASE_URL="$(BENCH_DATABASE_URL)" $(PY) manage.py bench_credits
 
 # Re-extract and compile the translations (needs GNU gettext). The .mo files are committed.
 messages: $(VENV)/.installed-dev
