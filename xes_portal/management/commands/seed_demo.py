@@ -6,6 +6,7 @@ Idempotent: running it twice changes nothing the second time. Prints the demo lo
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from typing import Any
 
 from allauth.account.models import EmailAddress
@@ -14,6 +15,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import Client, Membership, Organisation, SenderAddress, SendingAccount, User
+from plans import services as plan_services
+from plans.models import Plan, Subscription
 
 DEMO_EMAIL = "demo@xes.example"
 ADMIN_EMAIL = "admin@xes.example"
@@ -49,8 +52,23 @@ class Command(BaseCommand):
                 email="news@demo-print.example",
                 defaults={"display_name": "Demo Print News", "verified_at": timezone.now()},
             )
+            self._plan_with_usage(org, bakery)
         self.stdout.write(f"demo login: {DEMO_EMAIL} / {password}")
         self.stdout.write(f"back-office login: {ADMIN_EMAIL} / {password} (at /admin/)")
+
+    def _plan_with_usage(self, org: Organisation, bakery: Client) -> None:
+        """A STANDARD term started two months ago with some e-mails used, so Plan & usage has data."""
+        if Subscription.objects.filter(organisation=org).exists():
+            return
+        now = timezone.now()
+        start = now - timedelta(days=60)
+        plan_services.grant_plan(org, Plan.objects.get(code="STANDARD"), origin=Subscription.Origin.XES_TEAM, at=start)
+        account = SendingAccount.objects.get(organisation=org, client=bakery)
+        for days_ago, emails in ((55, 18_000), (40, 26_500), (21, 31_000), (6, 12_400)):
+            at = now - timedelta(days=days_ago)
+            reservation = plan_services.reserve(org, emails, sending_account=account, promotional=False, at=at)
+            plan_services.consume(reservation, emails - 150, at=at)
+            plan_services.release(reservation, at=at)
 
     def _user(self, email: str, password: str, *, staff: bool) -> User:
         user = User.objects.filter(email=email).first()
