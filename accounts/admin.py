@@ -14,6 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
 from accounts import services
 from accounts.models import (
@@ -326,7 +327,11 @@ class SenderAddressAdmin(admin.ModelAdmin):
             else:
                 sent += 1
         if sent:
-            self.message_user(request, _("%(n)d verification link(s) sent.") % {"n": sent}, messages.SUCCESS)
+            self.message_user(
+                request,
+                ngettext("%(n)d verification link sent.", "%(n)d verification links sent.", sent) % {"n": sent},
+                messages.SUCCESS,
+            )
 
 
 @admin.register(SenderVerificationEmail)
@@ -362,4 +367,6 @@ class ApiKeyAdmin(admin.ModelAdmin):
     @admin.action(description=_("Revoke selected keys"))
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         n = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
-        self.message_user(request, _("%(n)d key(s) revoked.") % {"n": n}, messages.SUCCESS)
+        self.message_user(
+            request, ngettext("%(n)d key revoked.", "%(n)d keys revoked.", n) % {"n": n}, messages.SUCCESS
+        )

@@ -18,6 +18,7 @@ from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from accounts.constants import DISPLAY_NAME_MAX_LENGTH
 from accounts.models import (
@@ -199,7 +200,11 @@ def send_sender_verification(sender: SenderAddress) -> None:
         if last is not None and (now - last.sent_at).total_seconds() < interval:
             wait = interval - int((now - last.sent_at).total_seconds())
             raise RateLimited(
-                _("A link was sent moments ago. Please wait %(seconds)d seconds before asking for another.")
+                ngettext(
+                    "A link was sent moments ago. Please wait %(seconds)d second before asking for another.",
+                    "A link was sent moments ago. Please wait %(seconds)d seconds before asking for another.",
+                    wait,
+                )
                 % {"seconds": wait},
                 retry_after=wait,
             )
@@ -208,9 +213,12 @@ def send_sender_verification(sender: SenderAddress) -> None:
             assert oldest is not None
             wait = int((oldest.sent_at + timedelta(hours=1) - now).total_seconds()) + 1
             raise RateLimited(
-                _(
+                ngettext(
                     "Too many links were sent for this address in the last hour. "
-                    "Please try again in %(minutes)d minutes."
+                    "Please try again in %(minutes)d minute.",
+                    "Too many links were sent for this address in the last hour. "
+                    "Please try again in %(minutes)d minutes.",
+                    max(1, wait // 60),
                 )
                 % {"minutes": max(1, wait // 60)},
                 retry_after=wait,

@@ -16,6 +16,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from accounts.models import Client, Organisation, SendingAccount, User
 from plans.constants import CUSTOM_PLAN_MIN_EMAILS
@@ -176,7 +177,7 @@ class Subscription(models.Model):
     """
 
     class Origin(models.TextChoices):
-        ORDER = "order", _("Order")
+        ORDER = "order", pgettext_lazy("origin of a term", "Order")
         STARTER = "starter", _("Included with cloud e-media")
         XES_TEAM = "xes_team", _("Created by the XES team")
 
@@ -395,12 +396,12 @@ class CreditEntry(models.Model):
     """
 
     class Kind(models.TextChoices):
-        GRANT = "grant", _("Grant")
+        GRANT = "grant", pgettext_lazy("ledger entry kind", "Grant")
         RESERVE = "reserve", _("Reserve")
         CONSUME = "consume", _("Consume")
         RELEASE = "release", _("Release")
         EXPIRE = "expire", _("Expire")
-        ADJUST = "adjust", _("Adjust")
+        ADJUST = "adjust", pgettext_lazy("ledger entry kind", "Adjust")
 
     organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="credit_entries")
     subscription = models.ForeignKey(

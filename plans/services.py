@@ -559,7 +559,7 @@ def _settle(reservation: Reservation, quantity: int | None, kind: str, at: datet
                 account, kind, take, subscription=term, reservation=locked, price_per_1000=part.price_per_1000, at=at
             )
             if kind == Kind.RELEASE and term is not None and term.expired_at is not None:
-                _record(account, Kind.EXPIRE, take, subscription=term, reason=_("released after the term ended"), at=at)
+                _record(account, Kind.EXPIRE, take, subscription=term, reason="released after the term ended", at=at)
             if kind == Kind.CONSUME:
                 part.consumed += take
             else:
@@ -782,13 +782,16 @@ def expire_due_terms(at: datetime | None = None) -> int:
             term = Subscription.objects.select_for_update().select_related("plan", "organisation").get(pk=pk)
             if term.expired_at is not None:
                 continue
-            _expire_term(account, term, at, _("term ended"))
+            _expire_term(account, term, at, "term ended")
             count += 1
     return count
 
 
 def _expire_term(account: CreditAccount, term: Subscription, at: datetime, reason: str) -> int:
-    """Expire what is left of a locked term (no rollover) and tell the owners after commit."""
+    """Expire what is left of a locked term (no rollover) and tell the owners after commit.
+
+    ``reason`` is stored in the ledger in English, whatever language the request that caused it used.
+    """
     left = term.available
     if left:
         _record(account, Kind.EXPIRE, left, subscription=term, reason=reason, at=at)
@@ -813,7 +816,7 @@ def end_term_early(term: Subscription, at: datetime | None = None) -> None:
             if locked.ends_at > end:
                 locked.ends_at, locked.ended_early_at = end, at
                 locked.save(update_fields=["ends_at", "ended_early_at"])
-            _expire_term(account, locked, at, _("ended early"))
+            _expire_term(account, locked, at, "ended early")
     term.refresh_from_db()
 
 

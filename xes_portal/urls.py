@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.urls import include, path
+from django.utils.translation import gettext_lazy as _
 
 from xes_portal import api, views
 
-admin.site.site_header = "XES back office"
-admin.site.site_title = "XES back office"
-admin.site.index_title = "XES team"
+admin.site.site_header = _("XES back office")
+admin.site.site_title = _("XES back office")
+admin.site.index_title = _("XES team")
 
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),

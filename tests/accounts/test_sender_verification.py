@@ -437,7 +437,7 @@ def test_a_new_link_within_60_seconds_is_refused_in_the_portal(
         response = client.post(reverse("sender_resend", args=[pending.pk]), follow=True)
 
     assert response.redirect_chain == [(reverse("sender_list"), 302)]
-    assert "A link was sent moments ago. Please wait 1 seconds" in response.content.decode()
+    assert "A link was sent moments ago. Please wait 1 second before" in response.content.decode()
     assert len(mailoutbox) == 1
 
 
