@@ -15,7 +15,7 @@ def main(url: str) -> None:
     with psycopg.connect(admin_url, autocommit=True) as conn:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-            print(f"created database {name}")
+            sys.stdout.write(f"created database {name}\n")
 
 
 if __name__ == "__main__":
