@@ -986,9 +986,11 @@ def _notify_owners(organisation: Organisation, message: str, **context: object) 
 
 
 def _maybe_notify_pool_level(account: CreditAccount, at: datetime) -> None:
+    """E-mail the owners once when the pool reaches 80% and once at 100% (per set of active terms)."""
     current = pool(account.organisation, at)
     if not current.included:
         return
+    before = (account.notified_pool_key, account.notified_level)
     if account.notified_pool_key != current.key:
         account.notified_pool_key, account.notified_level = current.key, 0
     # The pool is what the active terms hold (included e-mails plus adjustments); used is what was consumed.
@@ -1005,7 +1007,8 @@ def _maybe_notify_pool_level(account: CreditAccount, at: datetime) -> None:
             used=used,
             included=total,
         )
-    account.save(update_fields=["notified_level", "notified_pool_key"])
+    if (account.notified_pool_key, account.notified_level) != before:
+        account.save(update_fields=["notified_level", "notified_pool_key"])
 
 
 def _maybe_warn_soft_cap(client: Client, at: datetime) -> None:
