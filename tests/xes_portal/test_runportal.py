@@ -74,8 +74,12 @@ def test_runportal_serves_runs_jobs_and_stops_cleanly(tmp_path: Path, stop_signa
         # then: the worker runs it
         _wait_for(lambda: job.get_status(refresh=True) == "finished", 30, "the job to finish")
         assert job.return_value() == 3
+    except AssertionError as exc:
+        proc.kill()
+        raise AssertionError(f"{exc}\n--- runportal output ---\n{proc.communicate(timeout=30)[0]}") from exc
     finally:
-        proc.send_signal(stop_signal)
+        if proc.poll() is None:
+            proc.send_signal(stop_signal)
         output, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, output
     assert "stopped." in output

@@ -7,11 +7,12 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from xes_portal.lib import embedded_redis
 
 QUEUES = ("default", "sending", "low")
 
@@ -31,7 +32,7 @@ class Command(BaseCommand):
         env = os.environ.copy()
         server = None
         if not env.get("REDIS_URL"):
-            server = self._start_embedded_redis(options["redis_port"])
+            server = embedded_redis.start(options["redis_port"])
             env["REDIS_URL"] = f"redis://127.0.0.1:{options['redis_port']}/0"
             self.stdout.write(f"embedded queue server on {env['REDIS_URL']}")
         manage = [sys.executable, os.path.abspath(sys.argv[0])]
@@ -66,14 +67,6 @@ class Command(BaseCommand):
             self.stdout.write("stopped.")
         if crashed:
             raise CommandError("the web server or the worker stopped unexpectedly (see above)")
-
-    def _start_embedded_redis(self, port: int) -> Any:
-        from fakeredis import TcpFakeServer
-
-        server = TcpFakeServer(("127.0.0.1", port), server_type="redis")
-        server.daemon_threads = True
-        threading.Thread(target=server.serve_forever, daemon=True, name="embedded-redis").start()
-        return server
 
 
 def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
