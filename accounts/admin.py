@@ -10,9 +10,7 @@ from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.db.models import Count, QuerySet
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
-from django.urls import reverse
 from django.utils import timezone
-from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
@@ -29,13 +27,7 @@ from accounts.models import (
     User,
 )
 from accounts.signals import organisation_flags_changed
-
-
-def _link(obj: Any, label: str | None = None) -> str:
-    if obj is None:
-        return "—"
-    url = reverse(f"admin:{obj._meta.app_label}_{obj._meta.model_name}_change", args=[obj.pk])
-    return format_html('<a href="{}">{}</a>', url, label or str(obj))
+from xes_portal.lib.admin import admin_link
 
 
 class SameOrganisationClientForm(forms.ModelForm):
@@ -222,7 +214,7 @@ class ClientAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("organisation"), ordering="organisation__name")
     def organisation_link(self, obj: Client) -> str:
-        return _link(obj.organisation)
+        return admin_link(obj.organisation)
 
 
 @admin.register(Membership)
@@ -236,7 +228,7 @@ class MembershipAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("organisation"), ordering="organisation__name")
     def organisation_link(self, obj: Membership) -> str:
-        return _link(obj.organisation)
+        return admin_link(obj.organisation)
 
     def delete_model(self, request: HttpRequest, obj: Membership) -> None:
         try:
@@ -286,7 +278,7 @@ class SendingAccountAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("organisation"), ordering="organisation__name")
     def organisation_link(self, obj: SendingAccount) -> str:
-        return _link(obj.organisation)
+        return admin_link(obj.organisation)
 
     def save_model(self, request: HttpRequest, obj: SendingAccount, form: Any, change: bool) -> None:
         if change and "standing" in form.changed_data:
@@ -306,11 +298,11 @@ class SenderAddressAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("sending account"), ordering="sending_account__name")
     def account_link(self, obj: SenderAddress) -> str:
-        return _link(obj.sending_account)
+        return admin_link(obj.sending_account)
 
     @admin.display(description=_("organisation"))
     def organisation(self, obj: SenderAddress) -> str:
-        return _link(obj.sending_account.organisation)
+        return admin_link(obj.sending_account.organisation)
 
     @admin.display(description=_("verified"), boolean=True)
     def is_verified(self, obj: SenderAddress) -> bool:
@@ -358,7 +350,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("sending account"), ordering="sending_account__name")
     def account_link(self, obj: ApiKey) -> str:
-        return _link(obj.sending_account)
+        return admin_link(obj.sending_account)
 
     @admin.display(description=_("active"), boolean=True)
     def is_active(self, obj: ApiKey) -> bool:

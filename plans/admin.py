@@ -41,15 +41,9 @@ from plans.models import (
     ReservationPart,
     Subscription,
 )
+from xes_portal.lib.admin import admin_link
 
 BOTH_LOCATIONS = [ActionLocation.CHANGE_LIST, ActionLocation.CHANGE_FORM]
-
-
-def _link(obj: Any, label: str | None = None) -> str:
-    if obj is None:
-        return "—"
-    url = reverse(f"admin:{obj._meta.app_label}_{obj._meta.model_name}_change", args=[obj.pk])
-    return format_html('<a href="{}">{}</a>', url, label or str(obj))
 
 
 def ledger_url(organisation_id: int, **filters: Any) -> str:
@@ -161,7 +155,7 @@ class PlanAdmin(admin.ModelAdmin):
 
     @admin.display(description=gettext_lazy("organisation"), ordering="organisation__name")
     def organisation_link(self, obj: Plan) -> str:
-        return _link(obj.organisation) if obj.organisation_id else "—"
+        return admin_link(obj.organisation) if obj.organisation_id else "—"
 
 
 # --- orders -------------------------------------------------------------------------------
@@ -215,7 +209,7 @@ class OrderAdmin(ReadOnlyAdmin):
 
     @admin.display(description=gettext_lazy("organisation"), ordering="organisation__name")
     def organisation_link(self, obj: Order) -> str:
-        return _link(obj.organisation)
+        return admin_link(obj.organisation)
 
     @admin.display(description=gettext_lazy("ordered"))
     def item(self, obj: Order) -> str:
@@ -225,9 +219,9 @@ class OrderAdmin(ReadOnlyAdmin):
     def term_link(self, obj: Order) -> str:
         term = Subscription.objects.filter(order=obj).first()
         if term is not None:
-            return _link(term)
+            return admin_link(term)
         addon = AddOnSubscription.objects.filter(order=obj).first()
-        return _link(addon)
+        return admin_link(addon)
 
     @admin.action(
         description=gettext_lazy("Approve the order"),
@@ -414,7 +408,7 @@ class SubscriptionAdmin(ReadOnlyAdmin):
 
     @admin.display(description=gettext_lazy("organisation"), ordering="organisation__name")
     def organisation_link(self, obj: Subscription) -> str:
-        return _link(obj.organisation)
+        return admin_link(obj.organisation)
 
     @admin.display(description=gettext_lazy("state"))
     def state(self, obj: Subscription) -> str:
@@ -568,13 +562,13 @@ class CreditEntryAdmin(ReadOnlyAdmin):
 
     @admin.display(description=gettext_lazy("organisation"), ordering="organisation__name")
     def organisation_link(self, obj: CreditEntry) -> str:
-        return _link(obj.organisation)
+        return admin_link(obj.organisation)
 
     @admin.display(description=gettext_lazy("term"))
     def term_link(self, obj: CreditEntry) -> str:
         if obj.subscription_id is None:
             return _("overage") if obj.is_overage else "—"
-        return _link(obj.subscription)
+        return admin_link(obj.subscription)
 
     def _export(self, queryset: QuerySet[CreditEntry], fmt: str) -> HttpResponse:
         dataset = resources.LedgerResource().export_entries(queryset, fmt)
@@ -630,7 +624,7 @@ class CreditAccountAdmin(admin.ModelAdmin):
 
     @admin.display(description=gettext_lazy("organisation"), ordering="organisation__name")
     def organisation_link(self, obj: CreditAccount) -> str:
-        return _link(obj.organisation)
+        return admin_link(obj.organisation)
 
     @admin.display(description=gettext_lazy("ledger"))
     def ledger_link(self, obj: CreditAccount) -> str:
@@ -659,7 +653,7 @@ class AddOnSubscriptionAdmin(ReadOnlyAdmin):
 
     @admin.display(description=gettext_lazy("organisation"), ordering="organisation__name")
     def organisation_link(self, obj: AddOnSubscription) -> str:
-        return _link(obj.organisation)
+        return admin_link(obj.organisation)
 
 
 @admin.register(ClientAllocation)
@@ -676,7 +670,7 @@ class ClientAllocationAdmin(admin.ModelAdmin):
 
     @admin.display(description=gettext_lazy("organisation"), ordering="client__organisation__name")
     def organisation_link(self, obj: ClientAllocation) -> str:
-        return _link(obj.client.organisation)
+        return admin_link(obj.client.organisation)
 
 
 class ReservationPartInline(admin.TabularInline):
@@ -713,7 +707,7 @@ class ReservationAdmin(ReadOnlyAdmin):
 
     @admin.display(description=gettext_lazy("organisation"), ordering="organisation__name")
     def organisation_link(self, obj: Reservation) -> str:
-        return _link(obj.organisation)
+        return admin_link(obj.organisation)
 
     @admin.display(description=gettext_lazy("outstanding"))
     def outstanding(self, obj: Reservation) -> int:
