@@ -8,6 +8,7 @@ refuses to start without a secret key and allowed hosts and passes ``check --dep
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 import django_stubs_ext
@@ -210,6 +211,21 @@ STORAGES = {
         else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
 }
+
+# Delivery (DESIGN.md "Delivery providers"): `sandbox` keeps mail in the database, `ses` uses
+# Amazon SES v2 with credentials from the usual AWS environment variables or instance role.
+DELIVERY_PROVIDER = envstr("DELIVERY_PROVIDER", "sandbox")
+if DELIVERY_PROVIDER not in ("sandbox", "ses"):
+    raise ImproperlyConfigured(f"DELIVERY_PROVIDER must be sandbox or ses, not {DELIVERY_PROVIDER!r}.")
+AWS_REGION = envstr("AWS_REGION", "eu-central-1")
+SES_NAME_PREFIX = envstr("SES_NAME_PREFIX", "xes")  # configuration sets, tenants and IP pools
+SES_EVENT_TOPIC_ARN = envstr("SES_EVENT_TOPIC_ARN")  # SNS topic receiving each account's events
+
+# DNS checks: empty DNS_NAMESERVERS uses the system resolver; entries are "ip" or "ip:port".
+DNS_NAMESERVERS = envlist("DNS_NAMESERVERS")
+DNS_TIMEOUT = float(envstr("DNS_TIMEOUT", "4"))
+# Branded tracking domains are CNAMEs to this host (the portal's tracking host).
+TRACKING_CNAME_TARGET = envstr("TRACKING_CNAME_TARGET", urlsplit(SITE_URL).hostname or "localhost")
 
 # Sender-address verification (PRODUCT.md: the link must be clicked within 24 hours).
 SENDER_VERIFICATION_MAX_AGE = 24 * 60 * 60

@@ -20,5 +20,6 @@ urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
     path("api/v1/account", api.account, name="api_account"),
     path("plans/", include("plans.urls")),
+    path("deliverability/", include("deliverability.urls")),
     path("", include("accounts.urls")),
 ]

@@ -1,0 +1,3 @@
+"""Admin: domains."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""Admin: ips."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""Admin: suppressions."""
+
+from __future__ import annotations

@@ -1,0 +1,1 @@
+"""Portal views of deliverability, one module per area; each module ends with its ``urlpatterns``."""
