@@ -17,6 +17,7 @@ class Perm(StrEnum):
     MANAGE_SENDING_ACCOUNTS = "manage_sending_accounts"
     MANAGE_SENDERS = "manage_senders"
     MANAGE_API_KEYS = "manage_api_keys"
+    MANAGE_DOMAINS = "manage_domains"  # add domains, run the DNS wizard
     VIEW_BILLING = "view_billing"  # prices, orders, overage money on the Plan & usage page
     MANAGE_PLANS = "manage_plans"  # order plans and add-ons, overage settings, client caps: owners only
 

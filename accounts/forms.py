@@ -7,6 +7,7 @@ from typing import Any
 from django import forms
 from django.core.exceptions import ValidationError
 from django.forms.models import ModelChoiceIterator
+from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
 from accounts import services
@@ -37,7 +38,28 @@ class ClientForm(forms.ModelForm[Client]):
         return name
 
 
+def sending_account_limit_message(allowed: int, count: int) -> str:
+    """Why no further sending account can be created, and what to do about it."""
+    have = ngettext(
+        "Your plan allows %(allowed)d sending account and your organisation has %(count)d.",
+        "Your plan allows %(allowed)d sending accounts and your organisation has %(count)d.",
+        allowed,
+    ) % {"allowed": allowed, "count": count}
+    order = gettext(
+        "Each further account needs the “Additional sending account” add-on, which an owner can order "
+        "under Add-ons on the Plan & usage page."
+    )
+    return f"{have} {order}"
+
+
 class SendingAccountForm(forms.ModelForm[SendingAccount]):
+    """Create or edit a sending account. Creating one checks the plan's allowance of accounts.
+
+    The check locks the organisation row, so the caller must hold a transaction from
+    ``is_valid()`` until ``save()`` (the view does): two people creating the last allowed
+    account at the same moment are then served one after the other, and only one succeeds.
+    """
+
     class Meta:
         model = SendingAccount
         fields = ("name", "client")
@@ -48,6 +70,7 @@ class SendingAccountForm(forms.ModelForm[SendingAccount]):
     def __init__(self, *args: Any, membership: Membership, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.organisation = membership.organisation
+        self.limit_reached = False
         self.fields["client"].queryset = Client.objects.for_membership(membership)  # type: ignore[attr-defined]
         self.fields["client"].empty_label = _("— none (the organisation's own) —")  # type: ignore[attr-defined]
 
@@ -59,6 +82,26 @@ class SendingAccountForm(forms.ModelForm[SendingAccount]):
         if clash.exists():
             raise ValidationError(_("You already have a sending account called “%(name)s”.") % {"name": name})
         return name
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if self.instance.pk is None:
+            self._check_allowance()
+        return data
+
+    def _check_allowance(self) -> None:
+        """Refuse a new account beyond what the plan allows (no rule registered: no limit)."""
+        # Lock first, then count: a concurrent create waits here until ours has committed, and then
+        # counts our account too. (select_for_update outside a transaction raises, so a caller that
+        # forgot the transaction fails loudly instead of racing.)
+        Organisation.objects.select_for_update().get(pk=self.organisation.pk)
+        allowed = services.sending_accounts_allowed(self.organisation)
+        if allowed is None:
+            return
+        count = SendingAccount.objects.filter(organisation=self.organisation).count()
+        if count >= allowed:
+            self.limit_reached = True
+            raise ValidationError(sending_account_limit_message(allowed, count), code="limit")
 
 
 class SenderAddressForm(forms.Form):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
@@ -378,6 +379,27 @@ def _ensure_other_owner(membership: Membership) -> None:
     )
     if not others.exists():
         raise ServiceError(_("An organisation needs at least one owner. Make someone else owner first."))
+
+
+# --- sending accounts: how many an organisation may have --------------------------------
+
+# Plans decide the allowance (the first account is included, each Additional-account add-on adds
+# one), but accounts must not import plans (DESIGN.md: dependencies point one way). So plans
+# registers its rule here at start-up; without one, there is no limit.
+SendingAccountLimit = Callable[[Organisation], int]
+_sending_account_limit: SendingAccountLimit | None = None
+
+
+def set_sending_account_limit(func: SendingAccountLimit | None) -> None:
+    """Register the function that tells how many sending accounts an organisation may have
+    (``None`` removes it). Called from ``plans.apps.PlansConfig.ready``."""
+    global _sending_account_limit  # a one-slot registry, set once at start-up
+    _sending_account_limit = func
+
+
+def sending_accounts_allowed(organisation: Organisation) -> int | None:
+    """How many sending accounts ``organisation`` may have now; ``None`` when no rule is registered."""
+    return None if _sending_account_limit is None else _sending_account_limit(organisation)
 
 
 # --- API keys -----------------------------------------------------------------------------

@@ -6,6 +6,8 @@ Views parse input, call :mod:`accounts.services` and render. Every object is fet
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 from django.contrib import messages
 from django.contrib.auth import login
@@ -31,6 +33,7 @@ from accounts.forms import (
     RoleForm,
     SenderAddressForm,
     SendingAccountForm,
+    sending_account_limit_message,
 )
 from accounts.http import AuthedRequest
 from accounts.middleware import SESSION_KEY
@@ -347,6 +350,23 @@ def _client_form(request: AuthedRequest, client: Client) -> HttpResponse:
 # --- sending accounts ---------------------------------------------------------------------
 
 
+def _account_allowance(membership: Membership) -> dict[str, Any] | None:
+    """How many sending accounts the organisation has and may have ("N of M accounts"); ``None``
+    when no limit applies or for client-users, who see only their client's part of the organisation."""
+    if membership.is_client_user:
+        return None
+    allowed = services.sending_accounts_allowed(membership.organisation)
+    if allowed is None:
+        return None
+    count = SendingAccount.objects.filter(organisation=membership.organisation).count()
+    return {
+        "count": count,
+        "allowed": allowed,
+        "reached": count >= allowed,
+        "message": sending_account_limit_message(allowed, count),
+    }
+
+
 @membership_required()
 def account_list(request: AuthedRequest) -> HttpResponse:
     accounts = (
@@ -359,7 +379,11 @@ def account_list(request: AuthedRequest) -> HttpResponse:
             ),
         )
     )
-    return render(request, "accounts/sending_accounts.html", {"accounts": accounts})
+    return render(
+        request,
+        "accounts/sending_accounts.html",
+        {"accounts": accounts, "allowance": _account_allowance(request.membership)},
+    )
 
 
 @membership_required(Perm.MANAGE_SENDING_ACCOUNTS)
@@ -379,21 +403,35 @@ def account_edit(request: AuthedRequest, pk: int) -> HttpResponse:
 def _account_form(
     request: AuthedRequest, account: SendingAccount, initial: dict[str, str] | None = None
 ) -> HttpResponse:
+    creating = account.pk is None
     form = SendingAccountForm(request.POST or None, instance=account, membership=request.membership, initial=initial)
-    if request.method == "POST" and form.is_valid():
-        account = form.save()
-        messages.success(request, _("Sending account “%(name)s” saved.") % {"name": account.name})
-        return redirect("account_detail", pk=account.pk)
+    if request.method == "POST":
+        # One transaction from validation to the insert: a new account is checked against the
+        # plan's allowance under a lock on the organisation that form.clean() takes.
+        with transaction.atomic():
+            saved = form.save() if form.is_valid() else None
+        if saved is not None:
+            messages.success(request, _("Sending account “%(name)s” saved.") % {"name": saved.name})
+            return redirect("account_detail", pk=saved.pk)
+    allowance = _account_allowance(request.membership) if creating else None
     return render(
         request,
         "accounts/sending_account_form.html",
-        {"form": form, "account": account},
+        {
+            "form": form,
+            "account": account,
+            "allowance": allowance,
+            # Nothing to fill in when the allowance is used up: the page explains instead.
+            "show_form": not (creating and allowance and allowance["reached"] and not form.is_bound),
+        },
         status=400 if form.errors else 200,
     )
 
 
 @membership_required()
 def account_detail(request: AuthedRequest, pk: int) -> HttpResponse:
+    """The account with its senders and API keys; its deliverability (domains, standing, suppression
+    list) loads from the deliverability app's panels with htmx, because accounts must not import it."""
     account = get_for_membership(SendingAccount.objects.select_related("client"), request.membership, pk=pk)
     return render(
         request,

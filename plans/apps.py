@@ -13,9 +13,14 @@ class PlansConfig(AppConfig):
     verbose_name = _("Plans and credits")
 
     def ready(self) -> None:
+        from accounts.services import set_sending_account_limit
         from accounts.signals import organisation_flags_changed
+        from plans.entitlements import sending_accounts_allowed
 
         organisation_flags_changed.connect(_enqueue_starter_sync, dispatch_uid="plans.starter_sync")
+        # Accounts asks "how many sending accounts may this organisation have?" without importing
+        # plans: the first is included, each Additional-account add-on allows one more.
+        set_sending_account_limit(sending_accounts_allowed)
 
 
 def _enqueue_starter_sync(sender: Any, organisation: Any, **kwargs: Any) -> None:

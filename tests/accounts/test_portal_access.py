@@ -62,9 +62,30 @@ class World:
         return Membership.objects.get(user=user, organisation=self.t.organisation)
 
 
+def room_for_one_more_account(organisation: Organisation) -> None:
+    """The tenant has three sending accounts; creating a fourth needs three Additional-account add-ons
+    (the gating itself is tested in tests/deliverability/test_account_gating.py)."""
+    from datetime import timedelta
+
+    from plans.models import AddOnProduct, AddOnSubscription
+
+    product = AddOnProduct.objects.get(kind=AddOnProduct.Kind.ADDITIONAL_ACCOUNT)
+    now = timezone.now()
+    existing = SendingAccount.objects.filter(organisation=organisation).count()
+    for i in range(existing):
+        AddOnSubscription.objects.create(
+            organisation=organisation,
+            product=product,
+            domain=f"account{i}.example",
+            starts_at=now - timedelta(days=1),
+            ends_at=now + timedelta(days=364),
+        )
+
+
 @pytest.fixture
 def world(tenant: Tenant, outsider: User) -> World:
     other_org = outsider.memberships.get().organisation
+    room_for_one_more_account(tenant.organisation)
     return World(
         t=tenant,
         key_a=ApiKeyFactory(sending_account=tenant.account_a, name="Alpha key"),
@@ -656,6 +677,7 @@ def test_list_page_queries_do_not_grow_with_the_rows(
 
 
 def test_the_new_account_form_preselects_the_client_from_the_client_page(tenant, login) -> None:
+    room_for_one_more_account(tenant.organisation)
     http = login(tenant.owner)
     detail = http.get(f"/clients/{tenant.client_b.pk}/").content.decode()
     assert f"/sending-accounts/new/?client={tenant.client_b.pk}" in detail

@@ -16,6 +16,9 @@ from django.conf import settings
 from django.core import mail
 from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, sync_playwright
 
+# The local DNS server's fixtures, for the domain wizard's browser test.
+from tests.deliverability.conftest import dns_server, dns_zones, local_dns  # noqa: F401
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",

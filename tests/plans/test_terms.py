@@ -217,7 +217,7 @@ def test_a_small_draw_touches_only_the_first_term(tenant: Tenant, plan: Callable
     assert balances(second) == (12_000_000, 0, 0)
 
 
-def test_cron_registers_the_expiry_and_starter_jobs() -> None:
+def test_cron_registers_the_periodic_jobs() -> None:
     connection = redis.Redis.from_url(settings.REDIS_URL)
     scheduler = CronScheduler(connection=connection)
 
@@ -227,4 +227,6 @@ def test_cron_registers_the_expiry_and_starter_jobs() -> None:
     assert registered == {
         "plans.jobs.expire_terms_job": ("low", "5 * * * *"),
         "plans.jobs.sync_starters_job": ("low", "15 3 * * *"),
+        "deliverability.jobs.recheck_domains_job": ("low", "40 4 * * *"),
+        "deliverability.jobs.retry_unknown_job": ("low", "25 * * * *"),
     }

@@ -80,3 +80,28 @@ def client_cap_reached(to: str, *, organisation_name: str, client_name: str, use
         to,
         {"organisation_name": organisation_name, "client_name": client_name, "used": used, "cap": cap},
     )
+
+
+def dns_drift(
+    to: str,
+    *,
+    organisation_name: str,
+    domain: str,
+    account_name: str,
+    records: list[dict[str, Any]],
+    unverified: bool,
+    url: str,
+) -> None:
+    """DNS records of a domain that were correct are now missing or wrong (the daily re-check)."""
+    _send(
+        "dns-drift",
+        to,
+        {
+            "organisation_name": organisation_name,
+            "domain": domain,
+            "account_name": account_name,
+            "records": records,
+            "unverified": unverified,
+            "url": url,
+        },
+    )

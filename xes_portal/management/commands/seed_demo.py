@@ -15,8 +15,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import Client, Membership, Organisation, SenderAddress, SendingAccount, User
+from deliverability import services as domain_services
+from deliverability.models import Domain
 from plans import services as plan_services
-from plans.models import Plan, Subscription
+from plans.models import AddOnProduct, AddOnSubscription, Plan, Subscription
 
 DEMO_EMAIL = "demo@xes.example"
 ADMIN_EMAIL = "admin@xes.example"
@@ -53,6 +55,7 @@ class Command(BaseCommand):
                 defaults={"display_name": "Demo Print News", "verified_at": timezone.now()},
             )
             self._plan_with_usage(org, bakery)
+            self._addons_and_domain(org, main)
         self.stdout.write(f"demo login: {DEMO_EMAIL} / {password}")
         self.stdout.write(f"back-office login: {ADMIN_EMAIL} / {password} (at /admin/)")
 
@@ -69,6 +72,26 @@ class Command(BaseCommand):
             reservation = plan_services.reserve(org, emails, sending_account=account, promotional=False, at=at)
             plan_services.consume(reservation, emails - 150, at=at)
             plan_services.release(reservation, at=at)
+
+    def _addons_and_domain(self, org: Organisation, main: SendingAccount) -> None:
+        """The second account's add-on, the Advanced Sender Package for the demo domain, and that
+        domain in the wizard (its DNS checks ask the real DNS, which has no such records)."""
+        now = timezone.now()
+        for kind, name in (
+            (AddOnProduct.Kind.ADDITIONAL_ACCOUNT, "baeckerei-sonnenschein.example"),
+            (AddOnProduct.Kind.ADVANCED_SENDER, "demo-print.example"),
+        ):
+            AddOnSubscription.objects.get_or_create(
+                organisation=org,
+                product=AddOnProduct.objects.get(kind=kind),
+                domain=name,
+                defaults={"starts_at": now - timedelta(days=60), "ends_at": now + timedelta(days=305)},
+            )
+        if not Domain.objects.filter(sending_account=main, name="demo-print.example").exists():
+            domain = domain_services.add_domain(main, "demo-print.example", Domain.DkimMode.EASY)
+            domain_services.set_mail_from(domain, "mail")
+            domain_services.set_dmarc(domain, Domain.DmarcPolicy.NONE, "dmarc@demo-print.example")
+            domain_services.set_tracking(domain, "links")
 
     def _user(self, email: str, password: str, *, staff: bool) -> User:
         user = User.objects.filter(email=email).first()
