@@ -128,7 +128,7 @@ def dmarc_record(
     for tag, value in (("adkim", adkim), ("aspf", aspf)):
         if value is not None and value not in ("r", "s"):
             raise ValueError(f"invalid DMARC {tag}={value!r}")
-    tags = [f"v=DMARC1", f"p={policy}"]
+    tags = ["v=DMARC1", f"p={policy}"]
     if subdomain_policy:
         tags.append(f"sp={subdomain_policy}")
     if rua:

@@ -8,6 +8,7 @@ keep the previous status and retry later).
 from __future__ import annotations
 
 import re
+
 import dns.resolver
 
 from deliverability.dns.core import (
@@ -141,7 +142,9 @@ def _check_dkim_key(resolver: dns.resolver.Resolver, name: str, value: str) -> V
         return Verdict(Status.WRONG, [problem], texts)
     findings: list[Finding] = []
     if "v" in published and (published["v"] != "DKIM1" or next(iter(published)) != "v"):
-        findings.append(Finding(Status.WRONG, Problem("dkim_unparsable", {"name": name, "term": "v=" + published["v"]})))
+        findings.append(
+            Finding(Status.WRONG, Problem("dkim_unparsable", {"name": name, "term": "v=" + published["v"]}))
+        )
     key_type, expected_type = published.get("k", "rsa").lower(), expected.get("k", "rsa").lower()
     if key_type != expected_type:
         problem = Problem("dkim_wrong_key_type", {"name": name, "expected": expected_type, "found": key_type})
@@ -219,4 +222,3 @@ def _compare_dmarc(published: dict[str, str], value: str) -> list[Finding]:
         if address and address.lower() not in published_addresses:
             findings.append(Finding(Status.WARNING, Problem("dmarc_rua_missing", {"address": address})))
     return findings
-

@@ -23,7 +23,7 @@ from deliverability.models import DnsRecord
 Status = DnsRecord.Status
 
 # Which status wins when a record has several findings: the first thing to fix comes first.
-_RANK = {Status.CONFLICT: 4, Status.WRONG: 3, Status.MISSING: 2, Status.WARNING: 1}
+_RANK: dict[str, int] = {Status.CONFLICT: 4, Status.WRONG: 3, Status.MISSING: 2, Status.WARNING: 1}
 
 
 @dataclass(frozen=True)

@@ -196,9 +196,7 @@ def is_external(report_domain: str, domain: str) -> bool:
     not a public suffix shares the organisational domain; nobody receives mail at a public
     suffix). Anything else needs the receiver's permission record (RFC 7489 section 7.1)."""
     report_domain, domain = plain_name(report_domain), plain_name(domain)
-    return not (
-        report_domain == domain or report_domain.endswith("." + domain) or domain.endswith("." + report_domain)
-    )
+    return not (report_domain == domain or report_domain.endswith("." + domain) or domain.endswith("." + report_domain))
 
 
 def authorisation_name(domain: str, report_domain: str) -> str:

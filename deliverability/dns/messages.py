@@ -50,8 +50,7 @@ MESSAGES: dict[str, Promise] = {
     ),
     # Ownership
     "ownership_wrong": _(
-        "%(name)s has a different verification code (%(found)s). Replace it with %(expected)s, or add ours "
-        "next to it."
+        "%(name)s has a different verification code (%(found)s). Replace it with %(expected)s, or add ours next to it."
     ),
     # CNAME records (Easy DKIM, branded links)
     "cname_wrong_target": _(
@@ -110,8 +109,7 @@ MESSAGES: dict[str, Promise] = {
         "Correct or remove that part."
     ),
     "spf_terms_after_all": _(
-        "In the SPF record of %(name)s, %(terms)s come after the “all” entry and are never read. Move them "
-        "before it."
+        "In the SPF record of %(name)s, %(terms)s come after the “all” entry and are never read. Move them before it."
     ),
     "spf_no_all": _(
         "The SPF record of %(name)s does not end with an “all” entry, so it says nothing about other "
@@ -164,8 +162,7 @@ MESSAGES: dict[str, Promise] = {
         "The DMARC record must start with v=DMARC1; receivers ignore it otherwise. Move v=DMARC1 to the front."
     ),
     "dmarc_bad_version": _(
-        "The DMARC record says v=%(found)s, but only v=DMARC1 exists; receivers ignore it. Change it to "
-        "v=DMARC1."
+        "The DMARC record says v=%(found)s, but only v=DMARC1 exists; receivers ignore it. Change it to v=DMARC1."
     ),
     "dmarc_unknown_tag": _(
         "The DMARC record contains the unknown tag “%(tag)s”, which receivers ignore. It may be a typo; "

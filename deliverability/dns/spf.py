@@ -206,7 +206,7 @@ def analyse_spf(domain: str, resolver: dns.resolver.Resolver) -> SpfReport:
     walk = _Walk(resolver)
     walk.evaluate(domain, records[0], chain=(domain,), top=True)
     findings = walk.findings
-    if walk.lookups > LOOKUP_LIMIT + 1:
+    if walk.lookups > LOOKUP_LIMIT:
         problem = Problem("spf_too_many_lookups", {"name": domain, "count": walk.lookups, "limit": LOOKUP_LIMIT})
         findings.insert(0, Finding(Status.WRONG, problem))
     if walk.voids > VOID_LOOKUP_LIMIT:
@@ -271,7 +271,7 @@ class _Walk:
             self.add(Status.WARNING, "spf_no_all", name=domain)
 
     def _judge_all(self, domain: str, term: SpfTerm, *, top: bool) -> None:
-        if term.qualifier == "*":
+        if term.qualifier == "+":
             # Nested "+all" is as bad: the include then matches every sender.
             self.add(Status.WRONG, "spf_plus_all", name=domain)
         elif term.qualifier == "?" and top:
@@ -289,11 +289,11 @@ class _Walk:
             return  # macros depend on the sender; we cannot resolve them here
         if term.name == "include":
             self._follow(domain, term.target, via="include", chain=chain, top=False)
-        elif term.name == "a" and not query_addresses(self.resolver, term.target or domain):
-            self.voids += 1
-        elif term.name == "mx" and not query_mx_hosts(self.resolver, term.target or domain):
-            self.voids += 1
-        elif term.name == "exists" and not query_addresses(self.resolver, term.target):
+            return
+        # a, mx, exists: a lookup that finds nothing is void
+        target = term.target or domain
+        found = query_mx_hosts(self.resolver, target) if term.name == "mx" else query_addresses(self.resolver, target)
+        if not found:
             self.voids += 1
 
     def _follow(self, domain: str, target: str, *, via: str, chain: tuple[str, ...], top: bool) -> None:

@@ -92,7 +92,7 @@ def correct_zone(records: Iterable[Any], zones: Mapping[str, Iterable[Rec]] | No
         rtype = rtype.upper()
         rec = Rec(rtype, value, priority if priority is not None else 10)
         result.setdefault(_key(name), []).append(rec)
-    for name, recs in list(result.items()):
+    for recs in list(result.values()):
         for rec in recs:
             if rec.rtype == "TXT" and isinstance(rec.value, str) and rec.value.lower().startswith("v=spf1"):
                 for word in rec.value.split():
@@ -267,4 +267,3 @@ def shared_server() -> TestDnsServer:
             _shared = TestDnsServer().start()
             atexit.register(_shared.stop)
         return _shared
-

@@ -101,17 +101,65 @@ def test_each_record_missing_is_reported_missing(local_dns: TestDnsServer, expec
 
 
 WRONG_CASES = [
-    pytest.param(OWNERSHIP, txt("xes-verification=somebody-else"), "ownership_wrong", ["xes-verification=somebody-else"], id="ownership"),
-    pytest.param(EASY_DKIM, cname("abc.dkim.elsewhere.example"), "cname_wrong_target", ["abc.dkim.elsewhere.example"], id="easy-dkim"),
-    pytest.param(EASY_DKIM, txt("v=DKIM1; k=rsa; p=AAAA"), "cname_other_record", ["v=DKIM1; k=rsa; p=AAAA"], id="easy-dkim-txt-instead"),
+    pytest.param(
+        OWNERSHIP,
+        txt("xes-verification=somebody-else"),
+        "ownership_wrong",
+        ["xes-verification=somebody-else"],
+        id="ownership",
+    ),
+    pytest.param(
+        EASY_DKIM,
+        cname("abc.dkim.elsewhere.example"),
+        "cname_wrong_target",
+        ["abc.dkim.elsewhere.example"],
+        id="easy-dkim",
+    ),
+    pytest.param(
+        EASY_DKIM,
+        txt("v=DKIM1; k=rsa; p=AAAA"),
+        "cname_other_record",
+        ["v=DKIM1; k=rsa; p=AAAA"],
+        id="easy-dkim-txt-instead",
+    ),
     pytest.param(EASY_DKIM, a("192.0.2.7"), "cname_other_record", ["192.0.2.7"], id="easy-dkim-a-instead"),
-    pytest.param(OWN_DKIM, txt(dkim_record_value(OTHER_PUBLIC_KEY)), "dkim_key_mismatch", [dkim_record_value(OTHER_PUBLIC_KEY)], id="own-dkim"),
+    pytest.param(
+        OWN_DKIM,
+        txt(dkim_record_value(OTHER_PUBLIC_KEY)),
+        "dkim_key_mismatch",
+        [dkim_record_value(OTHER_PUBLIC_KEY)],
+        id="own-dkim",
+    ),
     pytest.param(MAIL_FROM_MX, mx("mx.other.example", 10), "mx_wrong_host", ["10 mx.other.example"], id="mail-from-mx"),
-    pytest.param(MAIL_FROM_SPF, txt("v=spf1 ip4:192.0.2.0/24 -all"), "spf_missing_include", ["v=spf1 ip4:192.0.2.0/24 -all"], id="mail-from-spf"),
-    pytest.param(SPF, txt("v=spf1 include:_spf.google.com ~all"), "spf_missing_include", ["v=spf1 include:_spf.google.com ~all"], id="spf"),
-    pytest.param(DMARC, txt("v=DMARC1; p=none; rua=mailto:dmarc@example.com"), "dmarc_policy_mismatch", ["v=DMARC1; p=none; rua=mailto:dmarc@example.com"], id="dmarc"),
-    pytest.param(TRACKING, cname("tracking.competitor.example"), "cname_wrong_target", ["tracking.competitor.example"], id="tracking"),
-]  # fmt: skip
+    pytest.param(
+        MAIL_FROM_SPF,
+        txt("v=spf1 ip4:192.0.2.0/24 -all"),
+        "spf_missing_include",
+        ["v=spf1 ip4:192.0.2.0/24 -all"],
+        id="mail-from-spf",
+    ),
+    pytest.param(
+        SPF,
+        txt("v=spf1 include:_spf.google.com ~all"),
+        "spf_missing_include",
+        ["v=spf1 include:_spf.google.com ~all"],
+        id="spf",
+    ),
+    pytest.param(
+        DMARC,
+        txt("v=DMARC1; p=none; rua=mailto:dmarc@example.com"),
+        "dmarc_policy_mismatch",
+        ["v=DMARC1; p=none; rua=mailto:dmarc@example.com"],
+        id="dmarc",
+    ),
+    pytest.param(
+        TRACKING,
+        cname("tracking.competitor.example"),
+        "cname_wrong_target",
+        ["tracking.competitor.example"],
+        id="tracking",
+    ),
+]
 
 
 @pytest.mark.parametrize(("expected", "published", "code", "found"), WRONG_CASES)
@@ -302,7 +350,12 @@ def test_a_txt_value_in_chunks_is_one_record_to_the_checks(local_dns: TestDnsSer
 
 @pytest.mark.parametrize(
     ("entry", "address", "port"),
-    [("192.0.2.1", "192.0.2.1", 53), ("127.0.0.1:5353", "127.0.0.1", 5353), ("[::1]:5300", "::1", 5300), ("::1", "::1", 53)],
+    [
+        ("192.0.2.1", "192.0.2.1", 53),
+        ("127.0.0.1:5353", "127.0.0.1", 5353),
+        ("[::1]:5300", "::1", 5300),
+        ("::1", "::1", 53),
+    ],
 )
 def test_nameserver_entries_are_read(entry: str, address: str, port: int) -> None:
     nameserver = parse_nameserver(entry)

@@ -34,7 +34,9 @@ RFC_7489 = (
     "v=DMARC1; p=quarantine; sp=reject; pct=100; rua=mailto:dmarc@example.com; ruf=mailto:forensic@example.com; "
     "adkim=s; aspf=r; fo=1; rf=afrf; ri=86400"
 )
-RFC_9989 = "v=DMARC1; p=quarantine; sp=reject; np=reject; psd=n; t=n; rua=mailto:dmarc@example.com; adkim=r; aspf=r; fo=0:d"
+RFC_9989 = (
+    "v=DMARC1; p=quarantine; sp=reject; np=reject; psd=n; t=n; rua=mailto:dmarc@example.com; adkim=r; aspf=r; fo=0:d"
+)
 
 
 @pytest.mark.parametrize("record", [RFC_7489, RFC_9989], ids=["rfc7489", "rfc9989"])
@@ -120,10 +122,14 @@ def test_broken_records_are_wrong(local_dns: TestDnsServer, record: str, code: s
         ("v=DMARC1; p=quarantine; adkim=x", "dmarc_invalid_value", {"tag": "adkim", "value": "x"}),
         ("v=DMARC1; p=quarantine; pct=50", "dmarc_pct", {"pct": 50}),
         ("v=DMARC1; p=quarantine; t=y", "dmarc_testing", {}),
-        ("v=DMARC1; p=quarantine; rua=dmarc@example.com", "dmarc_invalid_report_uri", {"tag": "rua", "uri": "dmarc@example.com"}),
+        (
+            "v=DMARC1; p=quarantine; rua=dmarc@example.com",
+            "dmarc_invalid_report_uri",
+            {"tag": "rua", "uri": "dmarc@example.com"},
+        ),
         ("v=DMARC1; p=reject", "dmarc_policy_ahead", {"expected": "quarantine", "found": "reject"}),
     ],
-)  # fmt: skip
+)
 def test_questionable_records_are_a_warning(local_dns: TestDnsServer, record: str, code: str, params: dict) -> None:
     publish(local_dns, record)
 
@@ -205,7 +211,10 @@ def test_an_external_report_address_with_authorisation_is_ok(local_dns: TestDnsS
 def test_report_addresses_of_the_domain_its_subdomains_and_parents_need_no_authorisation(
     local_dns: TestDnsServer,
 ) -> None:
-    publish(local_dns, "v=DMARC1; p=quarantine; rua=mailto:a@example.com,mailto:b@reports.example.com; ruf=mailto:c@example.com")
+    publish(
+        local_dns,
+        "v=DMARC1; p=quarantine; rua=mailto:a@example.com,mailto:b@reports.example.com; ruf=mailto:c@example.com",
+    )
 
     assert check_dmarc().status == Status.OK
     assert not [query for query in local_dns.queries if "._report._dmarc." in query[0]]

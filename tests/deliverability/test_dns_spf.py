@@ -84,15 +84,19 @@ def eleven_lookups_zone(extra_include: bool) -> dict:
             mx("mx.example.com"),
             a("192.0.2.1"),
         ],
-        "_spf1.example.net": [txt("v=spf1 include:x1.example.net include:x2.example.net include:amazonses.com ip4:192.0.2.0/24 -all")],
-        "_spf2.example.net": [txt("v=spf1 include:x3.example.net a:host.example.net exists:%{i}._spf.example.net -all")],
+        "_spf1.example.net": [
+            txt("v=spf1 include:x1.example.net include:x2.example.net include:amazonses.com ip4:192.0.2.0/24 -all")
+        ],
+        "_spf2.example.net": [
+            txt("v=spf1 include:x3.example.net a:host.example.net exists:%{i}._spf.example.net -all")
+        ],
         "host.example.net": [a("192.0.2.2")],
         "x1.example.net": [txt(STUB_SPF)],
         "x2.example.net": [txt(STUB_SPF)],
         "x3.example.net": [txt("v=spf1 include:x4.example.net -all" if extra_include else STUB_SPF)],
         "x4.example.net": [txt(STUB_SPF)],
         "amazonses.com": [txt(STUB_SPF)],
-    }  # fmt: skip
+    }
 
 
 def test_eleven_lookups_are_too_many(local_dns: TestDnsServer, resolver: dns.resolver.Resolver) -> None:
@@ -140,7 +144,11 @@ def test_plus_all_is_wrong(local_dns: TestDnsServer, record: str) -> None:
 
 
 def test_plus_all_in_an_included_record_is_wrong_too(local_dns: TestDnsServer) -> None:
-    publish(local_dns, "v=spf1 include:amazonses.com include:lax.example.net -all", **{"lax.example.net": [txt("v=spf1 +all")]})
+    publish(
+        local_dns,
+        "v=spf1 include:amazonses.com include:lax.example.net -all",
+        **{"lax.example.net": [txt("v=spf1 +all")]},
+    )
 
     verdict = check_spf()
 
@@ -170,7 +178,9 @@ def test_a_redirect_counts_and_authorises_its_target(local_dns: TestDnsServer, r
     assert check_spf().status == Status.OK
 
 
-def test_a_redirect_is_ignored_when_the_record_has_all(local_dns: TestDnsServer, resolver: dns.resolver.Resolver) -> None:
+def test_a_redirect_is_ignored_when_the_record_has_all(
+    local_dns: TestDnsServer, resolver: dns.resolver.Resolver
+) -> None:
     publish(local_dns, "v=spf1 -all redirect=_spf.example.com", **{"_spf.example.com": [txt(SUGGESTED)]})
 
     verdict = check_spf()
@@ -192,9 +202,18 @@ def test_a_missing_include_is_wrong_and_named(local_dns: TestDnsServer) -> None:
 
 @pytest.mark.parametrize(
     "term",
-    ["ip4:300.1.1.1", "inclde:amazonses.com", "include:", "ip6:zz::1", "a:example.com/33", "ip4:2001:db8::1",
-     "all:foo", "include:bad..name", "redirect=%{z}.example.com"],
-)  # fmt: skip
+    [
+        "ip4:300.1.1.1",
+        "inclde:amazonses.com",
+        "include:",
+        "ip6:zz::1",
+        "a:example.com/33",
+        "ip4:2001:db8::1",
+        "all:foo",
+        "include:bad..name",
+        "redirect=%{z}.example.com",
+    ],
+)
 def test_a_syntax_error_is_wrong_and_names_the_bad_term(local_dns: TestDnsServer, term: str) -> None:
     publish(local_dns, f"v=spf1 include:amazonses.com {term} ~all")
 
@@ -219,9 +238,16 @@ def test_valid_terms_parse() -> None:
     )
 
     assert [(term.qualifier, term.name) for term in terms if not term.modifier] == [
-        ("+", "a"), ("-", "mx"), ("~", "ptr"), ("?", "exists"), ("+", "ip4"), ("+", "ip6"), ("+", "a"),
-        ("+", "include"), ("-", "all"),
-    ]  # fmt: skip
+        ("+", "a"),
+        ("-", "mx"),
+        ("~", "ptr"),
+        ("?", "exists"),
+        ("+", "ip4"),
+        ("+", "ip6"),
+        ("+", "a"),
+        ("+", "include"),
+        ("-", "all"),
+    ]
     assert [term.name for term in terms if term.modifier] == ["exp", "custom"]
 
 
@@ -244,7 +270,11 @@ def test_a_redirect_without_spf_is_wrong(local_dns: TestDnsServer) -> None:
 
 
 def test_an_include_target_with_two_spf_records_is_wrong(local_dns: TestDnsServer) -> None:
-    publish(local_dns, SUGGESTED.replace("~all", "include:two.example.net ~all"), **{"two.example.net": [txt(STUB_SPF), txt("v=spf1 -all")]})
+    publish(
+        local_dns,
+        SUGGESTED.replace("~all", "include:two.example.net ~all"),
+        **{"two.example.net": [txt(STUB_SPF), txt("v=spf1 -all")]},
+    )
 
     verdict = check_spf()
 
@@ -256,9 +286,11 @@ def test_an_include_loop_is_wrong(local_dns: TestDnsServer) -> None:
     publish(
         local_dns,
         "v=spf1 include:amazonses.com include:loop1.example.net ~all",
-        **{"loop1.example.net": [txt("v=spf1 include:loop2.example.net -all")],
-           "loop2.example.net": [txt("v=spf1 include:loop1.example.net -all")]},
-    )  # fmt: skip
+        **{
+            "loop1.example.net": [txt("v=spf1 include:loop2.example.net -all")],
+            "loop2.example.net": [txt("v=spf1 include:loop1.example.net -all")],
+        },
+    )
 
     verdict = check_spf()
 
@@ -289,7 +321,9 @@ def test_ptr_is_a_warning(local_dns: TestDnsServer) -> None:
     assert codes(check_spf()) == ["spf_ptr"]
 
 
-def test_terms_after_all_are_a_warning_and_not_counted(local_dns: TestDnsServer, resolver: dns.resolver.Resolver) -> None:
+def test_terms_after_all_are_a_warning_and_not_counted(
+    local_dns: TestDnsServer, resolver: dns.resolver.Resolver
+) -> None:
     publish(local_dns, "v=spf1 include:amazonses.com ~all include:other.example.net")
 
     verdict = check_spf()

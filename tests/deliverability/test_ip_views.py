@@ -300,7 +300,7 @@ def test_the_page_with_ips_warmup_domains_and_orders_needs_few_queries(
         client.post(_order_url(tenant.account_a), {"ip-domain": name})
     warmup.assign_ip(tenant.account_a, "192.0.2.11", by=None)
 
-    with django_assert_max_num_queries(13):
+    with django_assert_max_num_queries(12):
         response = client.get(_page(tenant.account_a))
 
     assert response.status_code == 200

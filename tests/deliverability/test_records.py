@@ -161,10 +161,14 @@ def accepted_by_checkdmarc(record: str, resolver: dns.resolver.Resolver) -> dict
     ("includes", "qualifier", "expected"),
     [
         (["amazonses.com"], "~", "v=spf1 include:amazonses.com ~all"),
-        (["amazonses.com", "_spf.google.com", "AmazonSES.com."], "-", "v=spf1 include:amazonses.com include:_spf.google.com -all"),
+        (
+            ["amazonses.com", "_spf.google.com", "AmazonSES.com."],
+            "-",
+            "v=spf1 include:amazonses.com include:_spf.google.com -all",
+        ),
         ([], "~", "v=spf1 ~all"),
     ],
-)  # fmt: skip
+)
 def test_generated_spf_records_are_accepted_by_checkdmarc(
     spf_zones: TestDnsServer, resolver: dns.resolver.Resolver, includes: list[str], qualifier: str, expected: str
 ) -> None:
@@ -230,14 +234,28 @@ def dmarc_zones(local_dns: TestDnsServer) -> TestDnsServer:
 
 
 DMARC_CASES = [
-    pytest.param({"policy": "none", "rua": ["dmarc@example.com"]}, "v=DMARC1; p=none; rua=mailto:dmarc@example.com", id="none"),
-    pytest.param({"policy": "quarantine", "rua": ["mailto:dmarc@example.com"], "subdomain_policy": "reject"},
-                 "v=DMARC1; p=quarantine; sp=reject; rua=mailto:dmarc@example.com", id="quarantine"),
-    pytest.param({"policy": "reject", "rua": ["dmarc@example.com", "reports@dmarc-service.test"], "adkim": "s", "aspf": "s", "fo": "1",
-                  "ruf": ["forensic@example.com"]},
-                 "v=DMARC1; p=reject; rua=mailto:dmarc@example.com,mailto:reports@dmarc-service.test; "
-                 "ruf=mailto:forensic@example.com; adkim=s; aspf=s; fo=1", id="reject-everything"),
-]  # fmt: skip
+    pytest.param(
+        {"policy": "none", "rua": ["dmarc@example.com"]}, "v=DMARC1; p=none; rua=mailto:dmarc@example.com", id="none"
+    ),
+    pytest.param(
+        {"policy": "quarantine", "rua": ["mailto:dmarc@example.com"], "subdomain_policy": "reject"},
+        "v=DMARC1; p=quarantine; sp=reject; rua=mailto:dmarc@example.com",
+        id="quarantine",
+    ),
+    pytest.param(
+        {
+            "policy": "reject",
+            "rua": ["dmarc@example.com", "reports@dmarc-service.test"],
+            "adkim": "s",
+            "aspf": "s",
+            "fo": "1",
+            "ruf": ["forensic@example.com"],
+        },
+        "v=DMARC1; p=reject; rua=mailto:dmarc@example.com,mailto:reports@dmarc-service.test; "
+        "ruf=mailto:forensic@example.com; adkim=s; aspf=s; fo=1",
+        id="reject-everything",
+    ),
+]
 
 
 @pytest.mark.parametrize(("arguments", "expected"), DMARC_CASES)
@@ -255,9 +273,7 @@ def test_generated_dmarc_records_are_accepted_by_checkdmarc(
 
 
 @pytest.mark.parametrize(("arguments", "expected"), DMARC_CASES)
-def test_generated_dmarc_records_pass_our_own_check(
-    dmarc_zones: TestDnsServer, arguments: dict, expected: str
-) -> None:
+def test_generated_dmarc_records_pass_our_own_check(dmarc_zones: TestDnsServer, arguments: dict, expected: str) -> None:
     record = dmarc_record(**arguments)
     dmarc_zones.add("_dmarc.example.com", txt(record))
 
