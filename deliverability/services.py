@@ -219,7 +219,7 @@ def remove_domain(domain: Domain) -> None:
     domain.delete()
 
 
-def _clean_label(raw: str, field_label: str) -> str:
+def clean_label(raw: str, field_label: str) -> str:
     label = raw.strip().lower().rstrip(".")
     if not label:
         raise DomainError(_("Enter a subdomain for %(what)s.") % {"what": field_label})
@@ -245,7 +245,7 @@ def _require_advanced(domain: Domain) -> None:
 def set_mail_from(domain: Domain, subdomain: str | None) -> Domain:
     """Use ``<subdomain>.<domain>`` as the envelope sender (custom MAIL FROM), or stop using one."""
     _require_advanced(domain)
-    label = _clean_label(subdomain, _("MAIL FROM")) if subdomain else ""
+    label = clean_label(subdomain, _("MAIL FROM")) if subdomain else ""
     if label and label == domain.tracking_subdomain:
         raise DomainError(_("The MAIL FROM subdomain must differ from the tracking subdomain."))
     setup = ensure_setup(domain.sending_account)
@@ -300,7 +300,7 @@ def dmarc_next_stage(domain: Domain, now: datetime | None = None) -> tuple[str |
 def set_tracking(domain: Domain, subdomain: str | None) -> Domain:
     """Use ``<subdomain>.<domain>`` for the tracked links (a CNAME to the portal's tracking host)."""
     _require_advanced(domain)
-    label = _clean_label(subdomain, _("branded links")) if subdomain else ""
+    label = clean_label(subdomain, _("branded links")) if subdomain else ""
     if label and label == domain.mail_from_subdomain:
         raise DomainError(_("The tracking subdomain must differ from the MAIL FROM subdomain."))
     with transaction.atomic():

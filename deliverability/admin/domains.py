@@ -6,13 +6,19 @@ now, and sees every lookup with what DNS answered.
 
 from __future__ import annotations
 
+from typing import Any
+
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import ActionLocation
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html_join
+from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
+from accounts.services import ServiceError, normalise_email
 from deliverability import services
 from deliverability.dns.messages import describe
 from deliverability.models import DnsCheck, DnsRecord, Domain, ProviderSetup
@@ -40,8 +46,44 @@ class DnsRecordInline(admin.TabularInline):
         return _problems_html(record.problems)
 
 
+class DomainAdminForm(forms.ModelForm):
+    """The team's edits go through the wizard's own rules, so the admin cannot store a record the
+    portal would refuse."""
+
+    class Meta:
+        model = Domain
+        fields = ("mail_from_subdomain", "dmarc_policy", "dmarc_rua", "dmarc_stage_started_at", "tracking_subdomain")
+
+    def _label(self, field: str, what: str) -> str:
+        value = self.cleaned_data.get(field, "")
+        if not value:
+            return ""
+        try:
+            return services.clean_label(value, what)
+        except ServiceError as exc:
+            raise ValidationError(str(exc)) from exc
+
+    def clean_mail_from_subdomain(self) -> str:
+        return self._label("mail_from_subdomain", _("MAIL FROM"))
+
+    def clean_tracking_subdomain(self) -> str:
+        return self._label("tracking_subdomain", _("branded links"))
+
+    def clean_dmarc_rua(self) -> str:
+        value = self.cleaned_data.get("dmarc_rua", "").strip()
+        return normalise_email(value) if value else ""
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        mail_from, tracking = data.get("mail_from_subdomain"), data.get("tracking_subdomain")
+        if mail_from and mail_from == tracking:
+            raise ValidationError(_("The MAIL FROM subdomain must differ from the tracking subdomain."))
+        return data
+
+
 @admin.register(Domain)
 class DomainAdmin(admin.ModelAdmin):
+    form = DomainAdminForm
     list_display = ("__str__", "name", "account_link", "organisation", "dkim_mode", "verified_at", "last_checked_at")
     list_filter = ("dkim_mode", ("verified_at", admin.EmptyFieldListFilter), "dmarc_policy")
     search_fields = ("name", "sending_account__name", "sending_account__organisation__name")

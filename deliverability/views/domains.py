@@ -195,10 +195,17 @@ def domain_step(request: AuthedRequest, pk: int, step: str) -> HttpResponse:
     current = STEP_BY_SLUG.get(step)
     if current is None:
         raise Http404
+    services.sync_records(domain)
+    context = _step_context(request, domain, current, _step_form(domain, current))
+    return render(request, "deliverability/domains/step.html", context)
+
+
+def _step_context(request: AuthedRequest, domain: Domain, current: Step, form: forms.Form | None) -> dict[str, object]:
+    """Everything a wizard step's page shows (also when a settings form comes back with errors)."""
     advanced = services.has_advanced_sender(domain)
-    records = [r for r in services.sync_records(domain) if r.kind in current.kinds]
+    records = [r for r in domain.records.all() if r.kind in current.kinds]
     index = STEPS.index(current)
-    context = {
+    context: dict[str, object] = {
         "domain": domain,
         "step": current,
         "steps": _stepper(domain, advanced),
@@ -206,7 +213,7 @@ def domain_step(request: AuthedRequest, pk: int, step: str) -> HttpResponse:
         "records": records,
         "previous": STEPS[index - 1] if index else None,
         "next": STEPS[index + 1] if index + 1 < len(STEPS) else None,
-        "form": _step_form(domain, current),
+        "form": form,
     }
     if current.advanced and not advanced:
         context.update(_package_offer(request, domain))
@@ -221,7 +228,7 @@ def domain_step(request: AuthedRequest, pk: int, step: str) -> HttpResponse:
             dmarc_next_at=from_when,
             dmarc_next_due=bool(from_when and from_when <= timezone.now()),
         )
-    return render(request, "deliverability/domains/step.html", context)
+    return context
 
 
 def _step_form(domain: Domain, step: Step) -> forms.Form | None:
@@ -323,26 +330,7 @@ def domain_settings(request: AuthedRequest, pk: int, step: str) -> HttpResponse:
     if form.is_valid() and not form.errors:
         messages.success(request, _("Saved. Publish the record below, then check it."))
         return redirect("deliverability:domain_step", pk=domain.pk, step=step)
-    advanced = services.has_advanced_sender(domain)
-    index = STEPS.index(current)
-    context = {
-        "domain": domain,
-        "step": current,
-        "steps": _stepper(domain, advanced),
-        "advanced": advanced,
-        "records": [r for r in domain.records.all() if r.kind in current.kinds],
-        "previous": STEPS[index - 1] if index else None,
-        "next": STEPS[index + 1] if index + 1 < len(STEPS) else None,
-        "form": form,
-    }
-    if step == "dmarc":
-        next_stage, from_when = services.dmarc_next_stage(domain)
-        context.update(
-            dmarc_stages=[(value, Domain.DmarcPolicy(value).label) for value in services.DMARC_STAGES],
-            dmarc_next=Domain.DmarcPolicy(next_stage).label if next_stage else None,
-            dmarc_next_value=next_stage,
-            dmarc_next_at=from_when,
-        )
+    context = _step_context(request, domain, current, form)
     return render(request, "deliverability/domains/step.html", context, status=400)
 
 
