@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+from django.urls import path
+from django.views.generic import RedirectView
+
 from deliverability.views import accounts, domains, ips
 
 app_name = "deliverability"
-urlpatterns = [*domains.urlpatterns, *ips.urlpatterns, *accounts.urlpatterns]
+urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="deliverability:domain_list"), name="index"),
+    *domains.urlpatterns,
+    *ips.urlpatterns,
+    *accounts.urlpatterns,
+]

@@ -220,6 +220,11 @@ if DELIVERY_PROVIDER not in ("sandbox", "ses"):
 AWS_REGION = envstr("AWS_REGION", "eu-central-1")
 SES_NAME_PREFIX = envstr("SES_NAME_PREFIX", "xes")  # configuration sets, tenants and IP pools
 SES_EVENT_TOPIC_ARN = envstr("SES_EVENT_TOPIC_ARN")  # SNS topic receiving each account's events
+SES_TENANTS = envbool("SES_TENANTS", default=True)  # one SES tenant per sending account, where available
+# The sandbox's simulated account quota (to try the sending engine's quota and pause handling).
+SANDBOX_MAX_24_HOUR_SEND = envint("SANDBOX_MAX_24_HOUR_SEND", 50_000)
+SANDBOX_MAX_SEND_RATE = float(envstr("SANDBOX_MAX_SEND_RATE", "14"))
+SANDBOX_SENDING_ENABLED = envbool("SANDBOX_SENDING_ENABLED", default=True)
 
 # DNS checks: empty DNS_NAMESERVERS uses the system resolver; entries are "ip" or "ip:port".
 DNS_NAMESERVERS = envlist("DNS_NAMESERVERS")

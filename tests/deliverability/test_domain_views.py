@@ -221,3 +221,10 @@ def test_an_owner_removes_a_domain(tenant: Tenant, login: Any, domain: Domain) -
     assert response.status_code == 302
     assert not Domain.objects.exists()
     assert not DnsRecord.objects.exists()
+
+
+def test_the_section_root_leads_to_the_domains(tenant: Tenant, login: Any) -> None:
+    response = login(tenant.member).get("/deliverability/")
+
+    assert response.status_code == 302
+    assert response["Location"] == reverse("deliverability:domain_list")
