@@ -172,7 +172,7 @@ def test_the_list_shows_n_of_m_and_the_button_while_there_is_room(org: Org, logi
 
     page = login(org.owner).get(LIST).content.decode()
 
-    assert "1 of 2 accounts" in page
+    assert "1 in use · 2 sending accounts allowed" in page
     assert 'data-testid="account-create"' in page
     assert 'data-testid="account-limit"' not in page
 
@@ -182,7 +182,7 @@ def test_at_the_limit_the_list_explains_instead_of_offering_the_button(org: Org,
 
     page = login(org.owner).get(LIST).content.decode()
 
-    assert "1 of 1 account" in page
+    assert "1 in use · 1 sending account allowed" in page
     assert 'data-testid="account-create"' not in page
     assert 'data-testid="account-limit"' in page
     assert "Each further account needs the “Additional sending account” add-on" in page
@@ -204,7 +204,7 @@ def test_an_admin_at_the_limit_is_pointed_to_the_plan_page_not_to_ordering(org: 
 def test_members_see_the_count_but_no_call_to_order(tenant: Tenant, login) -> None:
     page = login(tenant.member).get(LIST).content.decode()
 
-    assert "3 of 1 account" in page
+    assert "3 in use · 1 sending account allowed" in page
     assert 'data-testid="account-limit"' not in page
 
 
@@ -233,7 +233,7 @@ def test_an_organisation_above_its_allowance_sees_it(org: Org, login) -> None:
 
     page = login(org.owner).get(LIST).content.decode()
 
-    assert "3 of 1 account" in page
+    assert "3 in use · 1 sending account allowed" in page
     assert "Your plan allows 1 sending account and your organisation has 3." in page
 
 
