@@ -54,6 +54,9 @@ INSTALLED_APPS = [
     "django.forms",
     "django_htmx",
     "django_rq",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "allauth",
     "allauth.account",
     "allauth.mfa",
@@ -211,6 +214,10 @@ STORAGES = {
         else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
 }
+
+# Uploaded files (contact imports): never served by the web server, read only by the import job.
+MEDIA_ROOT = Path(envstr("MEDIA_ROOT", str(BASE_DIR / "media")))
+MEDIA_URL = "/media/"
 
 # Delivery (DESIGN.md "Delivery providers"): `sandbox` keeps mail in the database, `ses` uses
 # Amazon SES v2 with credentials from the usual AWS environment variables or instance role.
