@@ -11,13 +11,19 @@ from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
 from accounts import services
-from accounts.models import Client, Membership, Organisation, SendingAccount, User
+from accounts.models import Client, Membership, Organisation, SendingAccount, User, time_zone_choices
 
 
 class OrganisationForm(forms.ModelForm[Organisation]):
+    time_zone = forms.ChoiceField(
+        label=_("Time zone"),
+        choices=time_zone_choices,
+        help_text=_("Scheduled sends and reports are shown in this time zone."),
+    )
+
     class Meta:
         model = Organisation
-        fields = ("name", "billing_email")
+        fields = ("name", "billing_email", "time_zone")
 
 
 class ClientForm(forms.ModelForm[Client]):

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import zoneinfo
 from typing import Any, ClassVar
 
 from django.contrib.auth.models import AbstractUser, BaseUserManager
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -61,6 +63,20 @@ class User(AbstractUser):
         return self.email
 
 
+DEFAULT_TIME_ZONE = "Europe/Berlin"
+
+
+def validate_time_zone(value: str) -> None:
+    """An IANA time zone name such as Europe/Berlin (not in the migration as choices: the list
+    changes with each tzdata release)."""
+    if value not in zoneinfo.available_timezones():
+        raise ValidationError(_("%(zone)s is not a time zone we know, e.g. Europe/Berlin.") % {"zone": value})
+
+
+def time_zone_choices() -> list[tuple[str, str]]:
+    return [(name, name.replace("_", " ")) for name in sorted(zoneinfo.available_timezones()) if "/" in name]
+
+
 class Organisation(models.Model):
     """A service provider: holds the plans and credits, owns clients and sending accounts."""
 
@@ -76,6 +92,10 @@ class Organisation(models.Model):
         _("is a cloud e-media customer"),
         default=False,
         help_text=_("Pays for PersonalEffect eMedia Cloud: STARTER is included while this holds."),
+    )
+    # Times are stored in UTC; pages show scheduled sends in the organisation's own time zone.
+    time_zone = models.CharField(
+        _("time zone"), max_length=64, default=DEFAULT_TIME_ZONE, validators=[validate_time_zone]
     )
     created_at = models.DateTimeField(_("created"), default=timezone.now)
 

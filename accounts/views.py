@@ -128,7 +128,12 @@ def organisation_settings(request: AuthedRequest) -> HttpResponse:
             form.save()
             messages.success(request, _("Organisation settings saved."))
             return redirect("organisation_settings")
-    return render(request, "accounts/organisation.html", {"form": form, "organisation": organisation})
+    return render(
+        request,
+        "accounts/organisation.html",
+        {"form": form, "organisation": organisation},
+        status=400 if form.errors else 200,
+    )
 
 
 @require_POST

@@ -438,6 +438,7 @@ def test_changing_the_cloud_flag_in_the_admin_tells_the_plans_app(client, staff_
         data = {
             "name": org.name,
             "billing_email": "",
+            "time_zone": "Europe/Berlin",
             "is_cloud_emedia_customer": "on",
             "created_at_0": "2026-01-01",
             "created_at_1": "00:00:00",

@@ -526,3 +526,14 @@ def test_a_new_invitation_replaces_the_open_one_for_the_same_address(
 
     assert list(Invitation.objects.filter(email="new@acme.example")) == [second]
     assert not Invitation.objects.filter(pk=first.pk).exists()
+
+
+def test_an_unknown_time_zone_is_refused_with_a_message(tenant: Tenant, login: Any) -> None:
+    response = login(tenant.owner).post(
+        reverse("organisation_settings"), {"name": "Acme", "billing_email": "", "time_zone": "Mars/Olympus"}
+    )
+
+    assert response.status_code == 400
+    assert "Mars/Olympus" in response.content.decode()
+    tenant.organisation.refresh_from_db()
+    assert tenant.organisation.time_zone == "Europe/Berlin"

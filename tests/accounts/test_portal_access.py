@@ -161,8 +161,8 @@ ACTIONS = [
         "organisation_settings",
         MANAGERS,
         None,
-        lambda w: {"name": "Acme Renamed", "billing_email": "billing@acme.example"},
-        lambda w: Organisation.objects.filter(pk=w.t.organisation.pk, name="Acme Renamed").exists(),
+        lambda w: {"name": "Acme Renamed", "billing_email": "billing@acme.example", "time_zone": "America/New_York"},
+        lambda w: Organisation.objects.filter(pk=w.t.organisation.pk, name="Acme Renamed", time_zone="America/New_York").exists(),
     ),
     Action(
         "member_invite",
