@@ -18,6 +18,7 @@ class Perm(StrEnum):
     MANAGE_SENDERS = "manage_senders"
     MANAGE_API_KEYS = "manage_api_keys"
     MANAGE_DOMAINS = "manage_domains"  # add domains, run the DNS wizard
+    MANAGE_CAMPAIGNS = "manage_campaigns"  # contacts, segments, templates, rules, campaigns
     VIEW_BILLING = "view_billing"  # prices, orders, overage money on the Plan & usage page
     MANAGE_PLANS = "manage_plans"  # order plans and add-ons, overage settings, client caps: owners only
 
@@ -25,8 +26,8 @@ class Perm(StrEnum):
 ROLE_PERMS: dict[str, frozenset[Perm]] = {
     "owner": frozenset(Perm),
     "admin": frozenset(Perm) - {Perm.MANAGE_MEMBERS, Perm.MANAGE_PLANS},
-    "member": frozenset({Perm.VIEW, Perm.VIEW_MEMBERS, Perm.MANAGE_SENDERS}),
-    "client_user": frozenset({Perm.VIEW, Perm.MANAGE_SENDERS}),
+    "member": frozenset({Perm.VIEW, Perm.VIEW_MEMBERS, Perm.MANAGE_SENDERS, Perm.MANAGE_CAMPAIGNS}),
+    "client_user": frozenset({Perm.VIEW, Perm.MANAGE_SENDERS, Perm.MANAGE_CAMPAIGNS}),
 }
 
 # Display names must not break a mail header: no control characters at all (CR/LF included).

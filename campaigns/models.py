@@ -341,6 +341,12 @@ class Message(models.Model):
             ),
             models.Index(fields=("sending_account", "status", "lease_until"), name="message_lease"),
             models.Index(Lower("to_email"), "sending_account", name="message_to_lower"),
+            # The reconciler's scan for rows whose worker died.
+            models.Index(
+                fields=("status", "lease_until"),
+                name="message_inflight",
+                condition=Q(status__in=["sending", "unknown"]),
+            ),
         ]
         constraints = [
             models.UniqueConstraint(

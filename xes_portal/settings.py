@@ -115,6 +115,9 @@ DATABASES = {
 if PRODUCTION and DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     raise ImproperlyConfigured("Production needs DATABASE_URL pointing at PostgreSQL.")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# The zero-setup SQLite of `make run` cannot enforce "one contact per address and client" for
+# contacts without a client (NULLS NOT DISTINCT); PostgreSQL, used everywhere else, does.
+SILENCED_SYSTEM_CHECKS = ["models.W047"] if DATABASES["default"]["ENGINE"].endswith("sqlite3") else []
 
 # Redis backs the cache (and so every rate limit) and the RQ job queues. Without REDIS_URL the
 # cache is process-local and no worker can run; `make run` starts an embedded Redis-compatible
@@ -213,6 +216,25 @@ STORAGES = {
         if PRODUCTION
         else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
+}
+
+# REST API (DESIGN.md: /api/v1/, key auth, OpenAPI schema and offline docs).
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["campaigns.api.authentication.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["campaigns.api.authentication.HasApiKey"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "campaigns.api.errors.handle_exception",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "XES Portal API",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # Uploaded files (contact imports): never served by the web server, read only by the import job.

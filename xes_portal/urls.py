@@ -19,7 +19,9 @@ urlpatterns = [
     path("accounts/", include("allauth.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("api/v1/account", api.account, name="api_account"),
+    path("api/v1/", include("campaigns.api.urls")),
     path("plans/", include("plans.urls")),
     path("deliverability/", include("deliverability.urls")),
+    path("campaigns/", include("campaigns.urls")),
     path("", include("accounts.urls")),
 ]

@@ -50,8 +50,13 @@
     open.open = false;
     open.querySelector("summary").focus();
   });
-  // Progress bars without inline styles (CSP): <div class="progress-bar" data-progress="42">.
-  document.querySelectorAll("[data-progress]").forEach(function (bar) {
-    bar.style.width = Math.max(0, Math.min(100, parseFloat(bar.getAttribute("data-progress")) || 0)) + "%";
-  });
+  // Progress bars without inline styles (CSP): <div class="progress-bar" data-progress="42">,
+  // sized on page load and again after every htmx swap (live progress panels).
+  function sizeBars() {
+    document.querySelectorAll("[data-progress]").forEach(function (bar) {
+      bar.style.width = Math.max(0, Math.min(100, parseFloat(bar.getAttribute("data-progress")) || 0)) + "%";
+    });
+  }
+  sizeBars();
+  document.body.addEventListener("htmx:afterSettle", sizeBars);
 })();

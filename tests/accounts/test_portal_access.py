@@ -162,7 +162,9 @@ ACTIONS = [
         MANAGERS,
         None,
         lambda w: {"name": "Acme Renamed", "billing_email": "billing@acme.example", "time_zone": "America/New_York"},
-        lambda w: Organisation.objects.filter(pk=w.t.organisation.pk, name="Acme Renamed", time_zone="America/New_York").exists(),
+        lambda w: Organisation.objects.filter(
+            pk=w.t.organisation.pk, name="Acme Renamed", time_zone="America/New_York"
+        ).exists(),
     ),
     Action(
         "member_invite",

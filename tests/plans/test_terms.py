@@ -229,4 +229,5 @@ def test_cron_registers_the_periodic_jobs() -> None:
         "plans.jobs.sync_starters_job": ("low", "15 3 * * *"),
         "deliverability.jobs.recheck_domains_job": ("low", "40 4 * * *"),
         "deliverability.jobs.retry_unknown_job": ("low", "25 * * * *"),
+        "campaigns.sending.jobs.sending_tick_job": ("sending", "* * * * *"),
     }

@@ -1,20 +1,33 @@
 """Create (or refresh) the demo organisation so that a newcomer can log in and look around.
 
-Idempotent: running it twice changes nothing the second time. Prints the demo login.
+Idempotent: running it twice changes nothing the second time. Prints the demo login and the demo
+API key.
+
+API keys are stored only as hashes, so a random key could not be printed again on the second run.
+The demo key is therefore *derived* from SECRET_KEY (or taken from DEMO_API_KEY): every run prints
+the same key, and the database still holds only its hash. Whoever knows SECRET_KEY can sign sessions
+anyway, so the derivation gives nothing away. A demo key revoked in the portal stays revoked.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import os
+import re
 from datetime import timedelta
 from typing import Any
 
 from allauth.account.models import EmailAddress
-from django.core.management.base import BaseCommand
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.models import Client, Membership, Organisation, SenderAddress, SendingAccount, User
+from accounts.constants import API_KEY_PREFIX
+from accounts.models import ApiKey, Client, Membership, Organisation, SenderAddress, SendingAccount, User
+from campaigns.models import Template
 from deliverability import services as domain_services
 from deliverability.models import Domain
 from plans import services as plan_services
@@ -23,6 +36,24 @@ from plans.models import AddOnProduct, AddOnSubscription, Plan, Subscription
 DEMO_EMAIL = "demo@xes.example"
 ADMIN_EMAIL = "admin@xes.example"
 DEMO_ORG = "Demo Print & Marketing GmbH"
+DEMO_KEY_NAME = "Demo key"
+RAW_KEY = re.compile(rf"^{API_KEY_PREFIX}_([0-9a-f]{{8}})_[A-Za-z0-9_-]{{43}}$")
+
+WELCOME_SUBJECT = "Welcome, {{ data.first_name | default: 'friend' }}!"
+WELCOME_HTML = """<html><body>
+<h1>Welcome, {{ data.first_name | default: "friend" }}!</h1>
+<p>Thank you for ordering with Demo Print &amp; Marketing. We will tell you as soon as your print job
+{% if data.order %}<strong>{{ data.order }}</strong> {% endif %}is on its way.</p>
+<p>Your Demo Print team</p>
+</body></html>
+"""
+WELCOME_TEXT = """Welcome, {{ data.first_name | default: "friend" }}!
+
+Thank you for ordering with Demo Print & Marketing. We will tell you as soon as your print job
+{% if data.order %}{{ data.order }} {% endif %}is on its way.
+
+Your Demo Print team
+"""
 
 
 class Command(BaseCommand):
@@ -56,8 +87,43 @@ class Command(BaseCommand):
             )
             self._plan_with_usage(org, bakery)
             self._addons_and_domain(org, main)
+            self._welcome_template(org)
+            raw_key = demo_api_key()
+            key_line = self._api_key(main, owner, raw_key)
         self.stdout.write(f"demo login: {DEMO_EMAIL} / {password}")
         self.stdout.write(f"back-office login: {ADMIN_EMAIL} / {password} (at /admin/)")
+        self.stdout.write(key_line)
+
+    def _welcome_template(self, org: Organisation) -> None:
+        """The template of the README's API example (``"template": "welcome"``); edits are kept."""
+        Template.objects.get_or_create(
+            organisation=org,
+            slug="welcome",
+            defaults={
+                "name": "Welcome",
+                "subject": WELCOME_SUBJECT,
+                "preheader": "Your order is in good hands.",
+                "body": WELCOME_HTML,
+                "text": WELCOME_TEXT,
+            },
+        )
+
+    def _api_key(self, main: SendingAccount, owner: User, raw: str) -> str:
+        """Store the demo key's hash once; answer the line to print."""
+        key = ApiKey.objects.filter(hashed_key=ApiKey.hash(raw)).first()
+        if key is None:
+            match = RAW_KEY.match(raw)
+            assert match is not None  # checked by demo_api_key()
+            key = ApiKey.objects.create(
+                sending_account=main,
+                name=DEMO_KEY_NAME,
+                prefix=match.group(1),
+                hashed_key=ApiKey.hash(raw),
+                created_by=owner,
+            )
+        if not key.is_active:
+            return "demo API key: revoked in the portal; create a new one under API keys"
+        return f"demo API key: {raw}"
 
     def _plan_with_usage(self, org: Organisation, bakery: Client) -> None:
         """A STANDARD term started two months ago with some e-mails used, so Plan & usage has data."""
@@ -99,3 +165,20 @@ class Command(BaseCommand):
             user = User.objects.create_user(email=email, password=password, is_staff=staff, is_superuser=staff)
         EmailAddress.objects.get_or_create(user=user, email=email, defaults={"verified": True, "primary": True})
         return user
+
+
+def demo_api_key() -> str:
+    """The demo key: DEMO_API_KEY, or one derived from SECRET_KEY (stable across runs)."""
+    given = os.environ.get("DEMO_API_KEY", "").strip()
+    if given:
+        if not RAW_KEY.match(given):
+            raise CommandError(f"DEMO_API_KEY must look like {API_KEY_PREFIX}_<8 hex digits>_<43 URL-safe characters>.")
+        return given
+    secret = settings.SECRET_KEY.encode()
+
+    def derive(purpose: bytes) -> bytes:
+        return hmac.new(secret, b"xes-portal demo API key " + purpose, hashlib.sha256).digest()
+
+    prefix = derive(b"prefix")[:4].hex()
+    body = base64.urlsafe_b64encode(derive(b"secret")).rstrip(b"=").decode()
+    return f"{API_KEY_PREFIX}_{prefix}_{body}"

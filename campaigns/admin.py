@@ -1,0 +1,144 @@
+"""The XES team's view of campaigns: contacts and content (read-mostly), campaigns, the searchable
+message log with each message's events, and the outbox state per campaign."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.db.models import Count, QuerySet
+from django.http import HttpRequest
+from django.utils.translation import gettext_lazy
+
+from campaigns.models import (
+    Campaign,
+    Contact,
+    ContactList,
+    CustomField,
+    ImportJob,
+    Message,
+    MessageEvent,
+    Rule,
+    Segment,
+    Template,
+)
+from xes_portal.lib.admin import admin_link
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Customer data: the team looks, customers change it in the portal."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(Contact)
+class ContactAdmin(ReadOnlyAdmin):
+    list_display = ("email", "first_name", "last_name", "organisation", "client", "created_at")
+    list_filter = ("created_at",)
+    search_fields = ("email", "first_name", "last_name", "organisation__name")
+    list_select_related = ("organisation", "client")
+    show_full_result_count = False
+
+
+@admin.register(ContactList)
+class ContactListAdmin(ReadOnlyAdmin):
+    list_display = ("name", "organisation", "client", "created_at")
+    search_fields = ("name", "organisation__name")
+    list_select_related = ("organisation", "client")
+
+
+@admin.register(CustomField)
+class CustomFieldAdmin(ReadOnlyAdmin):
+    list_display = ("label", "key", "type", "organisation")
+    list_filter = ("type",)
+    search_fields = ("key", "label", "organisation__name")
+
+
+@admin.register(Segment)
+class SegmentAdmin(ReadOnlyAdmin):
+    list_display = ("name", "organisation", "client", "created_at")
+    search_fields = ("name", "organisation__name")
+
+
+@admin.register(Rule)
+class RuleAdmin(ReadOnlyAdmin):
+    list_display = ("name", "kind", "organisation", "updated_at")
+    list_filter = ("kind",)
+    search_fields = ("name", "expression", "organisation__name")
+
+
+@admin.register(Template)
+class TemplateAdmin(ReadOnlyAdmin):
+    list_display = ("name", "slug", "source_format", "organisation", "updated_at")
+    list_filter = ("source_format",)
+    search_fields = ("name", "slug", "subject", "organisation__name")
+
+
+@admin.register(ImportJob)
+class ImportJobAdmin(ReadOnlyAdmin):
+    list_display = (
+        "original_name",
+        "organisation",
+        "status",
+        "processed_rows",
+        "total_rows",
+        "error_count",
+        "created_at",
+    )
+    list_filter = ("status",)
+    search_fields = ("original_name", "organisation__name")
+
+
+@admin.register(Campaign)
+class CampaignAdmin(ReadOnlyAdmin):
+    list_display = ("name", "organisation", "account_link", "status", "promotional", "recipients", "created_at")
+    list_filter = ("status", "promotional")
+    search_fields = ("name", "organisation__name", "sending_account__name")
+    list_select_related = ("organisation", "sending_account")
+    readonly_fields = ("outbox_state",)
+
+    @admin.display(description=gettext_lazy("sending account"))
+    def account_link(self, campaign: Campaign) -> str:
+        return admin_link(campaign.sending_account)
+
+    @admin.display(description=gettext_lazy("outbox"))
+    def outbox_state(self, campaign: Campaign) -> str:
+        counts = campaign.messages.values("status").annotate(n=Count("pk")).order_by("status")
+        return ", ".join(f"{row['status']}: {row['n']}" for row in counts) or "—"
+
+
+class MessageEventInline(admin.TabularInline):
+    model = MessageEvent
+    extra = 0
+    can_delete = False
+    fields = ("at", "type", "data")
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(Message)
+class MessageAdmin(ReadOnlyAdmin):
+    """The message log: search by recipient, provider id or token; filter by state."""
+
+    list_display = ("to_email", "status", "campaign_link", "account_link", "promotional", "created_at", "sent_at")
+    list_filter = ("status", "promotional", "created_at")
+    search_fields = ("=to_email", "=provider_message_id", "=token", "=idempotency_key", "campaign__name")
+    list_select_related = ("campaign", "sending_account")
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+    inlines = [MessageEventInline]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Message]:
+        return super().get_queryset(request).select_related("campaign", "sending_account")
+
+    @admin.display(description=gettext_lazy("campaign"))
+    def campaign_link(self, message: Message) -> str:
+        return admin_link(message.campaign)
+
+    @admin.display(description=gettext_lazy("sending account"))
+    def account_link(self, message: Message) -> str:
+        return admin_link(message.sending_account)

@@ -1,0 +1,1 @@
+"""Measured figures (never timed tests) for ``make bench``."""

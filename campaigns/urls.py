@@ -1,0 +1,13 @@
+"""URLs under ``/campaigns/``: each views module declares its own patterns."""
+
+from __future__ import annotations
+
+from campaigns.views import campaigns, contacts, segments, templates
+
+app_name = "campaigns"
+urlpatterns = [
+    *campaigns.urlpatterns,
+    *contacts.urlpatterns,
+    *segments.urlpatterns,
+    *templates.urlpatterns,
+]

@@ -1,0 +1,1 @@
+"""Portal pages of the campaigns app, one module per area; each module ends with its ``urlpatterns``."""
