@@ -27,9 +27,9 @@ $(VENV)/.installed-dev: $(VENV)/.installed-run requirements-dev.txt
 	$(PIP_INSTALL) -r requirements-dev.txt
 	@touch $@
 
+# runportal starts an embedded PostgreSQL and queue server, migrates, loads the demo data, then
+# serves the portal with a worker and the periodic jobs.
 run: $(VENV)/.installed-run
-	$(PY) manage.py migrate --noinput
-	$(PY) manage.py seed_demo
 	$(PY) manage.py runportal
 
 test: $(VENV)/.installed-dev

@@ -110,3 +110,9 @@ def link_from_outbox(live_server: Any) -> Any:
         return live_server.url + url.path + (f"?{url.query}" if url.query else "")
 
     return _link
+
+
+def open_setup_page(page: Page, name: str) -> None:
+    """Follow a link of the navigation's "Setup" menu (clients, accounts, senders, API keys)."""
+    page.get_by_test_id("setup-menu").click()
+    page.get_by_role("navigation", name="Main navigation").get_by_role("link", name=name).click()

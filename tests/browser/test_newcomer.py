@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.browser.conftest import open_setup_page
 from tests.conftest import Tenant
 from tests.factories import PASSWORD
 
@@ -59,7 +60,7 @@ def test_newcomer_signs_up_and_verifies_a_sender_address(
     shot(page, "04-dashboard-new")
 
     # A sending account comes first: sender addresses belong to one.
-    page.get_by_role("navigation", name="Main navigation").get_by_role("link", name="Sending accounts").click()
+    open_setup_page(page, "Sending accounts")
     expect(page.get_by_test_id("empty-state")).to_contain_text("No sending accounts yet")
     shot(page, "05-sending-accounts-empty")
     page.get_by_test_id("empty-state").get_by_role("link", name="Create a sending account").click()
@@ -70,7 +71,7 @@ def test_newcomer_signs_up_and_verifies_a_sender_address(
     shot(page, "07-sending-account-detail")
 
     # A client.
-    page.get_by_role("navigation", name="Main navigation").get_by_role("link", name="Clients").click()
+    open_setup_page(page, "Clients")
     expect(page.get_by_test_id("empty-state")).to_contain_text("No clients yet")
     shot(page, "08-clients-empty")
     page.get_by_test_id("empty-state").get_by_role("link", name="Add your first client").click()
@@ -82,7 +83,7 @@ def test_newcomer_signs_up_and_verifies_a_sender_address(
     shot(page, "10-client-detail")
 
     # A sender address: the portal e-mails it a confirmation link.
-    page.get_by_role("navigation", name="Main navigation").get_by_role("link", name="Sender addresses").click()
+    open_setup_page(page, "Sender addresses")
     expect(page.get_by_test_id("empty-state")).to_contain_text("No sender addresses yet")
     shot(page, "11-senders-empty")
     page.get_by_test_id("empty-state").get_by_role("link", name="Add a sender address").click()
@@ -113,6 +114,7 @@ def test_newcomer_signs_up_and_verifies_a_sender_address(
     expect(page.locator("html")).to_have_attribute("lang", "de")
     shot(page, "17-senders-verified-de")
     expect(page.get_by_role("heading", level=1)).to_have_text("Absenderadressen")
+    page.get_by_test_id("setup-menu").click()
     expect(page.locator("nav.xes-navbar").get_by_role("link", name="Absenderadressen")).to_be_visible()
     expect(page.get_by_test_id("sender-status")).to_contain_text("Bestätigt")
 
@@ -125,14 +127,14 @@ def test_client_user_sees_only_its_client(page: Page, live_server: Any, tenant: 
     expect(page.locator("main")).to_contain_text("Alpha Bakery")
     shot(page, "20-client-user-dashboard")
 
-    page.get_by_role("navigation", name="Main navigation").get_by_role("link", name="Clients").click()
+    open_setup_page(page, "Clients")
     table = page.get_by_test_id("clients-table")
     expect(table).to_contain_text("Alpha Bakery")
     expect(table).not_to_contain_text("Beta Cars")
     expect(page.get_by_role("link", name="Add client")).to_have_count(0)
     shot(page, "21-client-user-clients")
 
-    page.get_by_role("navigation", name="Main navigation").get_by_role("link", name="Sender addresses").click()
+    open_setup_page(page, "Sender addresses")
     senders = page.get_by_test_id("senders-table")
     expect(senders).to_contain_text("news@alpha.example")
     expect(senders).not_to_contain_text("news@beta.example")

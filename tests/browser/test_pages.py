@@ -106,5 +106,7 @@ def test_owner_pages_with_data(page: Page, live_server: Any, tenant: Tenant, sho
     page.goto(base + "/")
     shot(page, "56-dashboard-phone")
     page.get_by_role("button", name="Toggle navigation").click()
+    expect(page.get_by_role("link", name="Campaigns")).to_be_visible()
+    page.get_by_test_id("setup-menu").click()
     expect(page.get_by_role("link", name="Sender addresses")).to_be_visible()
     shot(page, "57-dashboard-phone-menu")

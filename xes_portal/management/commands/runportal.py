@@ -1,5 +1,6 @@
-"""Start everything `make run` needs: an embedded Redis-compatible server, an RQ worker and the
-web server. No PostgreSQL or Redis installation is needed; Ctrl-C stops all of it cleanly."""
+"""Start everything `make run` needs: an embedded PostgreSQL and Redis-compatible server (unless
+DATABASE_URL / REDIS_URL point elsewhere), the migrations and demo data, an RQ worker, the periodic
+jobs and the web server. No PostgreSQL or Redis installation is needed; Ctrl-C stops all of it."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from xes_portal.lib import embedded_redis
+from django.conf import settings
+
+from xes_portal.lib import embedded_postgres, embedded_redis
 
 QUEUES = ("default", "sending", "low")
 
@@ -23,6 +27,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--addr", default="127.0.0.1:8000")
         parser.add_argument("--redis-port", type=int, default=int(os.environ.get("EMBEDDED_REDIS_PORT", "6390")))
+        parser.add_argument("--no-demo", action="store_true", help="skip migrating and loading the demo data")
 
     def handle(self, *args: Any, **options: Any) -> None:
         # Ctrl-C and `kill` both stop everything cleanly (a shell's background job inherits an
@@ -31,11 +36,18 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
         env = os.environ.copy()
         server = None
+        database = None
+        if not env.get("DATABASE_URL"):
+            database, env["DATABASE_URL"] = embedded_postgres.start(Path(settings.BASE_DIR) / ".pgdata")
+            self.stdout.write("embedded PostgreSQL in .pgdata/")
         if not env.get("REDIS_URL"):
             server = embedded_redis.start(options["redis_port"])
             env["REDIS_URL"] = f"redis://127.0.0.1:{options['redis_port']}/0"
             self.stdout.write(f"embedded queue server on {env['REDIS_URL']}")
         manage = [sys.executable, os.path.abspath(sys.argv[0])]
+        if not options["no_demo"]:
+            subprocess.run([*manage, "migrate", "--noinput", "-v0"], env=env, check=True)
+            subprocess.run([*manage, "seed_demo"], env=env, check=True)
         children = [
             # No --with-scheduler: RQ's scheduler uses commands the embedded server does not support.
             subprocess.Popen([*manage, "rqworker", *QUEUES], env=env),
@@ -64,6 +76,8 @@ class Command(BaseCommand):
             if server is not None:
                 server.shutdown()
                 server.server_close()
+            if database is not None:
+                database.cleanup()
             self.stdout.write("stopped.")
         if crashed:
             raise CommandError("the web server or the worker stopped unexpectedly (see above)")
