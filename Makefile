@@ -46,11 +46,13 @@ lint: $(VENV)/.installed-dev
 
 BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/xes_bench
 
-# Measured figures (never timed tests): the credit API against PostgreSQL, printed as a table.
+# Measured figures (never timed tests), printed as tables: the credit API against PostgreSQL, and
+# rendering + MIME per core for the canonical message of ../shared/bench/ against Django's path.
 bench: $(VENV)/.installed-dev
 	@$(PY) scripts/ensure-database.py "$(BENCH_DATABASE_URL)"
 	DATABASE_URL="$(BENCH_DATABASE_URL)" $(PY) manage.py migrate -v0
 	DATABASE_URL="$(BENCH_DATABASE_URL)" $(PY) manage.py bench_credits
+	DATABASE_URL="$(BENCH_DATABASE_URL)" $(PY) manage.py bench_render
 
 # Re-extract and compile the translations (needs GNU gettext). The .mo files are committed.
 messages: $(VENV)/.installed-dev

@@ -88,13 +88,13 @@ def test_import_segment_template_and_campaign_end_to_end(
     shot(page, "campaign-02-segment")
 
     # 3. Two business rules: vip (a condition) and greeting (a computed value).
-    for name, kind, expression in (
+    for name, rule_kind, expression in (
         ("vip", "condition", "points > 100"),
         ("greeting", "value", "{% if country == 'DE' %}Hallo{% else %}Servus{% endif %}"),
     ):
         page.goto(base + "/campaigns/rules/new/")
         page.get_by_label("Name").fill(name)
-        page.get_by_label("Kind").select_option(kind)
+        page.get_by_label("Kind").select_option(rule_kind)
         page.get_by_label("Definition").fill(expression)
         page.get_by_role("button", name="Save rule").click()
         expect(page.get_by_test_id("rules-table")).to_contain_text(f"rules.{name}")

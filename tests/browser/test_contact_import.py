@@ -18,11 +18,9 @@ from tests.browser.test_newcomer import log_in
 from tests.conftest import Tenant
 from tests.factories import PASSWORD
 
-# The URLs with the contact pages mounted; harmless once the root URLconf mounts them itself.
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.django_db(transaction=True),
-    pytest.mark.urls("tests.campaigns.fixtures_contacts"),
 ]
 
 

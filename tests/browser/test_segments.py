@@ -11,7 +11,7 @@ from playwright.sync_api import Page, expect
 
 from campaigns.models import CustomField, Segment
 from tests.browser.test_newcomer import log_in
-from tests.campaigns.fixtures_segments import contact, custom_field, segment_urls  # noqa: F401 (autouse: mounts the pages)
+from tests.campaigns.fixtures_segments import contact, custom_field
 from tests.conftest import Tenant
 from tests.factories import PASSWORD
 

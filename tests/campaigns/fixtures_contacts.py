@@ -7,16 +7,6 @@ import io
 from typing import Any
 
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.urls import include, path
-
-from campaigns.views import contacts as contact_views
-from xes_portal import urls as root_urls
-
-# Used with ``pytest.mark.urls("tests.campaigns.fixtures_contacts")`` until the root URLconf mounts them.
-urlpatterns = [
-    path("campaigns/", include((contact_views.urlpatterns, "campaigns"))),
-    *[p for p in root_urls.urlpatterns if getattr(p, "namespace", None) != "campaigns"],
-]
 
 
 def upload(name: str, content: bytes | str, encoding: str = "utf-8") -> SimpleUploadedFile:

@@ -5,12 +5,8 @@ from __future__ import annotations
 from itertools import count
 from typing import Any
 
-import pytest
-from django.urls import NoReverseMatch, include, path, reverse
-
 from accounts.models import Client, Organisation, SenderAddress, SendingAccount
 from campaigns.models import Campaign, Contact, ContactList, CustomField, Message, MessageEvent, Template
-from campaigns.views import segments as segment_views
 from tests.factories import SenderAddressFactory
 
 _seq = count(1)
@@ -63,24 +59,3 @@ def message(campaign: Campaign, to: Contact, status: str = Message.Status.DELIVE
 
 def event(message: Message, type: str, **data: Any) -> MessageEvent:
     return MessageEvent.objects.create(message=message, type=type, data=data)
-
-
-# Until every part of ``campaigns.urls`` exists, the segment tests can mount the segment pages with
-# the rest of the portal's URLs themselves (ROOT_URLCONF = this module).
-urlpatterns = [
-    path("campaigns/", include((segment_views.urlpatterns, "campaigns"))),
-    path("accounts/", include("allauth.urls")),
-    path("i18n/", include("django.conf.urls.i18n")),
-    path("plans/", include("plans.urls")),
-    path("deliverability/", include("deliverability.urls")),
-    path("", include("accounts.urls")),
-]
-
-
-@pytest.fixture(autouse=True)
-def segment_urls(settings: Any) -> None:
-    """Use the project's URLs when they mount the segment pages, else this module's."""
-    try:
-        reverse("campaigns:segment_list")
-    except (NoReverseMatch, ImportError):  # ImportError: campaigns.urls is incomplete
-        settings.ROOT_URLCONF = __name__

@@ -19,7 +19,6 @@ from tests.campaigns.fixtures_contacts import upload
 from tests.conftest import Tenant
 
 FILES = Path(__file__).parent / "files"
-pytestmark = pytest.mark.urls("tests.campaigns.fixtures_contacts")
 
 
 @pytest.fixture(autouse=True)

@@ -11,7 +11,7 @@ from django.urls import reverse
 
 from accounts.constants import ROLE_PERMS, Perm
 from campaigns.models import Campaign, CustomField, Segment
-from tests.campaigns.fixtures_segments import campaign, contact, contact_list, custom_field, segment_urls  # noqa: F401 (autouse: mounts the pages)
+from tests.campaigns.fixtures_segments import campaign, contact, contact_list, custom_field
 from tests.conftest import Tenant
 
 HTMX = {"HTTP_HX_REQUEST": "true"}

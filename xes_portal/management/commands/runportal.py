@@ -12,9 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
-
 from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from xes_portal.lib import embedded_postgres, embedded_redis
 
