@@ -6,6 +6,7 @@ from django.contrib import admin
 from django.urls import include, path
 from django.utils.translation import gettext_lazy as _
 
+from campaigns.views import unsubscribe as unsubscribe_views
 from xes_portal import api, views
 
 admin.site.site_header = _("XES back office")
@@ -23,5 +24,6 @@ urlpatterns = [
     path("plans/", include("plans.urls")),
     path("deliverability/", include("deliverability.urls")),
     path("campaigns/", include("campaigns.urls")),
+    path("", include(unsubscribe_views.urlpatterns)),
     path("", include("accounts.urls")),
 ]
