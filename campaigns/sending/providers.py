@@ -38,14 +38,13 @@ from redis import Redis
 from deliverability.models import ProviderSetup, SandboxMessage
 from deliverability.providers import (
     DeliveryProvider,
-    DkimSetup,
-    IdentityState,
     MessageRejected,
     Quota,
     SendingPaused,
     Throttled,
     provider_for,
 )
+from deliverability.providers.sandbox import SandboxProvider
 
 ENV_VARIABLE = "XES_SENDING_PROVIDER"
 # Message tags the pipeline puts on every message (see :func:`message_tags`).
@@ -123,7 +122,7 @@ def accepted_message_ids(setup: ProviderSetup, message_ids: list[int]) -> dict[i
 # --- the recording provider ---------------------------------------------------------------
 
 
-class RecordingProvider(DeliveryProvider):
+class RecordingProvider(SandboxProvider):
     """Accepts every message without sending it and logs the call in Redis; faults on request.
 
     Redis keys (prefix ``xes:recording:``): ``calls`` (list of our message ids, one entry per
@@ -232,32 +231,6 @@ class RecordingProvider(DeliveryProvider):
         return {pk: value.decode() for pk, value in zip(message_ids, values, strict=True) if value is not None}
 
     # Account and identity management: nothing to do, like the sandbox.
-
-    def ensure_account(self, setup: ProviderSetup) -> None:
-        return None
-
-    def create_domain_identity(
-        self, setup: ProviderSetup, domain: str, byo_dkim: tuple[str, str] | None = None
-    ) -> DkimSetup:
-        return DkimSetup(tokens=[], status="SUCCESS")
-
-    def delete_domain_identity(self, setup: ProviderSetup, domain: str) -> None:
-        return None
-
-    def identity_state(self, domain: str) -> IdentityState:
-        return IdentityState(exists=True, verified_for_sending=True, dkim_status="SUCCESS", mail_from_status="SUCCESS")
-
-    def set_mail_from(self, setup: ProviderSetup, domain: str, mail_from_domain: str | None) -> None:
-        return None
-
-    def ensure_ip_pool(self, pool_name: str) -> None:
-        return None
-
-    def assign_dedicated_ip(self, pool_name: str, ip: str) -> None:
-        return None
-
-    def use_ip_pool(self, setup: ProviderSetup, pool_name: str | None) -> None:
-        return None
 
 
 register(RecordingProvider.name, RecordingProvider)
