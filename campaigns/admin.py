@@ -1,12 +1,18 @@
 """The XES team's view of campaigns: contacts and content (read-mostly), campaigns, the searchable
-message log with each message's events, and the outbox state per campaign."""
+message log with each message's events, and the outbox state per campaign.
+
+Two repairs of stuck work, as actions: "Reconcile stuck messages" on the message log (the same pass
+as the minute tick: rows of dead workers become ``unknown`` and are resolved from the provider), and
+"Requeue" on campaigns (batch jobs for the sending accounts of sending campaigns). Both are safe to
+run at any time: the pipeline never sends a row twice, whatever runs it."""
 
 from __future__ import annotations
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
-from django.utils.translation import gettext_lazy
+from django.utils import timezone
+from django.utils.translation import gettext, gettext_lazy, ngettext
 
 from campaigns.models import (
     Campaign,
@@ -98,6 +104,37 @@ class CampaignAdmin(ReadOnlyAdmin):
     search_fields = ("name", "organisation__name", "sending_account__name")
     list_select_related = ("organisation", "sending_account")
     readonly_fields = ("outbox_state",)
+    actions = ["requeue"]
+
+    @admin.action(description=gettext_lazy("Requeue (enqueue batch jobs for its account)"))
+    def requeue(self, request: HttpRequest, queryset: QuerySet[Campaign]) -> None:
+        """Batch jobs for the sending accounts of the selected campaigns that are sending (one call
+        per account: the jobs serve every campaign and triggered message of the account)."""
+        from campaigns.sending import jobs
+
+        sending = queryset.filter(status=Campaign.Status.SENDING)
+        accounts = sorted(set(sending.values_list("sending_account_id", flat=True)))
+        skipped = queryset.exclude(status=Campaign.Status.SENDING).count()
+        added = sum(jobs.enqueue_batches(account_id) for account_id in accounts)
+        if accounts:
+            self.message_user(
+                request,
+                gettext("Sending accounts requeued: %(accounts)d; batch jobs enqueued: %(jobs)d.")
+                % {"jobs": added, "accounts": len(accounts)}
+                + ("" if added else " " + gettext("Their jobs were already queued or running.")),
+                messages.SUCCESS,
+            )
+        if skipped:
+            self.message_user(
+                request,
+                ngettext(
+                    "%(n)d campaign skipped: only sending campaigns are requeued.",
+                    "%(n)d campaigns skipped: only sending campaigns are requeued.",
+                    skipped,
+                )
+                % {"n": skipped},
+                messages.WARNING,
+            )
 
     @admin.display(description=gettext_lazy("sending account"))
     def account_link(self, campaign: Campaign) -> str:
@@ -120,12 +157,33 @@ class MessageEventInline(admin.TabularInline):
         return False
 
 
+class NeedsReconcilingFilter(admin.SimpleListFilter):
+    """Shortcut to the rows the reconciler is about: outcome unknown, or a worker's lease expired."""
+
+    title = gettext_lazy("needs reconciling")
+    parameter_name = "reconcile"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [
+            ("unknown", gettext("Outcome unknown")),
+            ("expired", gettext("Sending, lease expired")),
+        ]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Message]) -> QuerySet[Message]:
+        if self.value() == "unknown":
+            return queryset.filter(status=Message.Status.UNKNOWN)
+        if self.value() == "expired":
+            return queryset.filter(status=Message.Status.SENDING, lease_until__lt=timezone.now())
+        return queryset
+
+
 @admin.register(Message)
 class MessageAdmin(ReadOnlyAdmin):
     """The message log: search by recipient, provider id or token; filter by state."""
 
     list_display = ("to_email", "status", "campaign_link", "account_link", "promotional", "created_at", "sent_at")
-    list_filter = ("status", "promotional", "created_at")
+    list_filter = (NeedsReconcilingFilter, "status", "promotional", "created_at")
+    actions = ["reconcile_stuck"]
     search_fields = ("=to_email", "=provider_message_id", "=token", "=idempotency_key", "campaign__name")
     list_select_related = ("campaign", "sending_account")
     date_hierarchy = "created_at"
@@ -142,3 +200,20 @@ class MessageAdmin(ReadOnlyAdmin):
     @admin.display(description=gettext_lazy("sending account"))
     def account_link(self, message: Message) -> str:
         return admin_link(message.sending_account)
+
+    @admin.action(description=gettext_lazy("Reconcile stuck messages (all accounts, whatever is selected)"))
+    def reconcile_stuck(self, request: HttpRequest, queryset: QuerySet[Message]) -> None:
+        """The reconciler's pass over every account: a Django action needs a selection, but stuck
+        rows are found by their state, not picked by hand."""
+        from campaigns.sending import reconcile_expired_leases
+
+        result = reconcile_expired_leases()
+        self.message_user(
+            request,
+            gettext(
+                "Reconciled: %(expired)d messages of dead workers marked unknown, %(sent)d confirmed sent by "
+                "the provider, %(requeued)d queued again."
+            )
+            % result,
+            messages.SUCCESS,
+        )

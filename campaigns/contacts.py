@@ -13,7 +13,7 @@ may add or remove them (:func:`can_manage_fields`).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -31,7 +31,7 @@ from import_export import fields as ie_fields
 from import_export import resources
 
 from accounts.models import Client, Membership, Organisation
-from accounts.services import ServiceError, normalise_email
+from accounts.services import EMAIL_MAX_LENGTH, ServiceError, normalise_email
 from campaigns.models import Contact, ContactList, CustomField, ListMembership, identifier
 from plans.resources import FormulaSafeMixin, NativeNumberWidget, UtcDateTimeWidget
 from plans.resources import render as render_dataset
@@ -138,6 +138,62 @@ def coerce_value(field: CustomField, raw: Any) -> Any:
     if len(text) > TEXT_MAX_LENGTH:
         raise ValidationError(_("The text is too long (at most %(max)d characters).") % {"max": TEXT_MAX_LENGTH})
     return text
+
+
+# Plain ASCII addresses, the overwhelming majority of any import, whose normalised form is just the
+# address with its domain lower-cased: a dot-atom local part (Django's ``validate_email`` syntax)
+# and LDH domain labels with an alphabetic top-level domain. Anything else (IDN, quoted local parts,
+# trailing dots, "--" in a label, IP literals, errors) goes through ``normalise_email`` itself.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_PLAIN_EMAIL_RE = re.compile(
+    rf"^{_ATOM}(?:\.{_ATOM})*@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{{0,61}}[A-Za-z0-9])?\.)+[A-Za-z]{{2,63}}\Z"
+)
+_PLAIN_INTEGER_RE = re.compile(r"^[+-]?[0-9]{1,15}\Z")
+DOMAIN_MAX_LENGTH = 253
+
+
+def normalise_email_fast(raw: str) -> str:
+    """What :func:`accounts.services.normalise_email` returns (or raises) for ``raw``, at a fraction
+    of its cost for plain ASCII addresses: those skip the IDNA codec and the per-call message
+    translation. The import calls this once per row."""
+    value = raw.strip()
+    if len(value) <= EMAIL_MAX_LENGTH and _PLAIN_EMAIL_RE.match(value):
+        local, _at, domain = value.rpartition("@")
+        # IDNA refuses "--" in the third and fourth place of a label (and decodes "xn--" labels).
+        if "--" not in domain and len(domain) <= DOMAIN_MAX_LENGTH:
+            return f"{local}@{domain.lower()}"
+    return normalise_email(raw)
+
+
+def value_coercer(field: CustomField) -> Callable[[Any], Any]:
+    """A function doing what ``coerce_value(field, raw)`` does, with shortcuts for the common cases
+    (plain text, whole numbers) that skip the general parsing; everything else goes to
+    :func:`coerce_value`, so results and messages are the same."""
+    if field.type == CustomField.Type.TEXT:
+
+        def coerce_text(raw: Any) -> Any:
+            if isinstance(raw, str):
+                text = raw.strip()
+                if not text:
+                    return None
+                if len(text) <= TEXT_MAX_LENGTH:
+                    return text
+            return coerce_value(field, raw)
+
+        return coerce_text
+    if field.type == CustomField.Type.NUMBER:
+
+        def coerce_number(raw: Any) -> Any:
+            if isinstance(raw, str):
+                text = raw.strip()
+                if _PLAIN_INTEGER_RE.match(text):
+                    return int(text)
+            elif type(raw) is int and abs(raw) < 10**15:
+                return raw
+            return coerce_value(field, raw)
+
+        return coerce_number
+    return lambda raw: coerce_value(field, raw)
 
 
 def parse_choices(raw: str | Iterable[str]) -> list[str]:

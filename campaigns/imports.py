@@ -3,10 +3,14 @@
 Why our own streaming reader rather than django-import-export's import: its ``import_data`` takes a
 ``tablib.Dataset``, i.e. the whole file in memory (a 1,000,000-row file is hundreds of MB of Python
 objects), and it saves row by row. Here the file is streamed (CSV: our incremental decoder feeding
-the ``csv`` module; XLSX: openpyxl in read-only mode) and written in batches of ``BATCH_SIZE``: one
-query fetches the batch's existing contacts by ``lower(email)`` (the unique index), then one
-``bulk_create``, one ``bulk_update`` and one ``bulk_create(ignore_conflicts=True)`` of list
-memberships. django-import-export still does the export side (:func:`campaigns.contacts.export_contacts`).
+the ``csv`` module; XLSX: openpyxl in read-only mode) and written in batches of ``BATCH_SIZE`` with
+plain SQL over ``unnest`` of arrays: one ``INSERT ... ON CONFLICT DO NOTHING`` of the batch, one
+look-up (an index probe per address) of the addresses that were already there, one ``UPDATE`` of the
+changed ones and one insert of list memberships. Measured on a 2-core machine against PostgreSQL 15
+(e-mail, first name, a text and a number field): 100,000 new contacts 4,300 rows/s with the ORM's
+``bulk_create``/``bulk_update`` and ``normalise_email`` per row, 29,000 rows/s now; the same file
+again (all existing) 3,900 → 14,800 rows/s; 200,000 rows into a list 4,700 → 16,000 rows/s.
+django-import-export still does the export side (:func:`campaigns.contacts.export_contacts`).
 
 ``ImportJob.mapping`` holds what the wizard learned and decided (JSON)::
 
@@ -25,10 +29,11 @@ from __future__ import annotations
 
 import codecs
 import csv
+import json
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -36,24 +41,25 @@ from pathlib import Path
 from typing import IO, Any
 
 import django_rq
+import psycopg
 from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.core.files.uploadedfile import UploadedFile
-from django.db import IntegrityError, transaction
-from django.db.models.functions import Lower
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from accounts.models import Client, Membership, User
-from accounts.services import ServiceError, normalise_email
+from accounts.services import ServiceError
 from campaigns.contacts import (
     NAME_MAX_LENGTH,
     can_manage_fields,
     client_for_new,
-    coerce_value,
     create_custom_field,
     fields_for,
+    normalise_email_fast,
     suggest_key,
+    value_coercer,
 )
 from campaigns.models import Contact, ContactList, CustomField, ImportJob, ListMembership
 from plans.resources import escape_formula
@@ -157,6 +163,8 @@ def _detect_delimiter(header_line: str) -> str:
 
 def _cell_text(value: Any) -> str:
     """A cell as text: XLSX numbers like 12.0 read as "12"; None as ""."""
+    if type(value) is str:  # every CSV cell: the shortest path
+        return value.strip()
     if value is None:
         return ""
     if isinstance(value, float) and value.is_integer():
@@ -211,7 +219,7 @@ def _open_workbook(binary: IO[bytes]) -> Any:
 
 
 def _is_blank(cells: list[Any]) -> bool:
-    return all(_cell_text(c) == "" for c in cells)
+    return not any(cell.strip() if type(cell) is str else _cell_text(cell) for cell in cells)
 
 
 # --- upload and inspection ----------------------------------------------------------------
@@ -489,10 +497,15 @@ class _Plan:
         fields = {f.key: f for f in fields_for(job.organisation)}
         self.headers: list[str] = job.mapping["headers"]
         self.columns: list[tuple[int, str, CustomField | None]] = []
+        # Per custom column: (cell index, key, header, coercer), resolved once instead of per row.
+        self.custom: list[tuple[int, str, str, Callable[[Any], Any]]] = []
+        self.names: list[tuple[int, str]] = []
         for index, column in enumerate(job.mapping.get("columns", [])):
             target = column["target"]
             if target in BUILTIN_TARGETS:
                 self.columns.append((index, target, None))
+                if target != "email":
+                    self.names.append((index, target))
             elif target == "field":
                 custom = fields.get(column["key"])
                 if custom is None:
@@ -500,42 +513,56 @@ class _Plan:
                         _("The field “%(key)s” was deleted; map the column again.") % {"key": column["key"]}
                     )
                 self.columns.append((index, "field", custom))
-        if not any(target == "email" for _i, target, _f in self.columns):
+                self.custom.append((index, custom.key, self.headers[index], value_coercer(custom)))
+        emails = [index for index, target, _f in self.columns if target == "email"]
+        if not emails:
             raise ImportFileError(_("Choose the column that holds the e-mail addresses."))
+        self.email_index = emails[0]
 
     def parse(self, row: int, cells: list[Any]) -> tuple[Parsed | None, list[str]]:
-        """The row's values, or the messages of everything wrong with it (the row is then skipped)."""
-        messages: list[str] = []
-        parsed = Parsed(row=row, email="", first_name="", last_name="", fields={})
-        for index, target, custom in self.columns:
-            raw = cells[index] if index < len(cells) else None
-            if target == "email":
-                text = _cell_text(raw)
-                if not text:
-                    messages.append(_("no e-mail address"))
-                    continue
-                try:
-                    parsed.email = normalise_email(text)
-                except ValidationError:
-                    messages.append(_("“%(value)s” is not a valid e-mail address") % {"value": text[:254]})
-            elif target in ("first_name", "last_name"):
-                text = _cell_text(raw)
-                if len(text) > NAME_MAX_LENGTH:
-                    messages.append(
+        """The row's values, or the messages of everything wrong with it (the row is then skipped).
+
+        Messages come in column order, as the columns are mapped."""
+        problems: list[tuple[int, str]] = []
+        width = len(cells)
+        email = ""
+        index = self.email_index
+        text = _cell_text(cells[index]) if index < width else ""
+        if not text:
+            problems.append((index, _("no e-mail address")))
+        else:
+            try:
+                email = normalise_email_fast(text)
+            except ValidationError:
+                problems.append((index, _("“%(value)s” is not a valid e-mail address") % {"value": text[:254]}))
+        names = {"first_name": "", "last_name": ""}
+        for index, target in self.names:
+            text = _cell_text(cells[index]) if index < width else ""
+            if len(text) > NAME_MAX_LENGTH:
+                problems.append(
+                    (
+                        index,
                         _("%(column)s: at most %(max)d characters")
-                        % {"column": self.headers[index], "max": NAME_MAX_LENGTH}
+                        % {"column": self.headers[index], "max": NAME_MAX_LENGTH},
                     )
-                setattr(parsed, target, text)
-            elif custom is not None:
-                value = raw if not isinstance(raw, str) else raw.strip()
-                try:
-                    coerced = coerce_value(custom, value)
-                except ValidationError as exc:
-                    messages.append(f"{self.headers[index]}: {' '.join(exc.messages).rstrip('.')}")
-                else:
-                    if coerced is not None:
-                        parsed.fields[custom.key] = coerced
-        return (None, messages) if messages else (parsed, [])
+                )
+            names[target] = text
+        values: dict[str, Any] = {}
+        for index, key, header, coerce in self.custom:
+            raw = cells[index] if index < width else None
+            if type(raw) is str:
+                raw = raw.strip()
+            try:
+                coerced = coerce(raw)
+            except ValidationError as exc:
+                problems.append((index, f"{header}: {' '.join(exc.messages).rstrip('.')}"))
+            else:
+                if coerced is not None:
+                    values[key] = coerced
+        if problems:
+            problems.sort(key=lambda problem: problem[0])
+            return None, [message for _index, message in problems]
+        return Parsed(row, email, names["first_name"], names["last_name"], values), []
 
 
 def _merge_into(target: Parsed, later: Parsed) -> None:
@@ -545,8 +572,36 @@ def _merge_into(target: Parsed, later: Parsed) -> None:
     target.fields.update(later.fields)
 
 
+@dataclass(slots=True)
+class _Stored:
+    """The columns of an existing contact that the merge reads and may change."""
+
+    pk: int
+    first_name: str
+    last_name: str
+    fields: dict[str, Any]
+    created_at: datetime
+
+
+def _contact_table() -> str:
+    return connection.ops.quote_name(Contact._meta.db_table)
+
+
+def _cursor() -> psycopg.Cursor[Any]:
+    """A cursor on Django's connection (inside its transaction) that binds parameters on the server:
+    Django's default client-side binding quotes every array element in Python, which cost as much
+    as the statements themselves. Its queries do not show in ``connection.queries``."""
+    connection.ensure_connection()
+    return psycopg.Cursor(connection.connection)
+
+
 class _Importer:
-    """One pass over the file: dry run (counts only) or the real import (writes, progress, errors file)."""
+    """One pass over the file: dry run (counts only) or the real import (writes, progress, errors file).
+
+    The writes are plain SQL over ``unnest`` of arrays, one statement each for the lookup, the new
+    contacts, the changed contacts and the list memberships of a batch: the ORM's ``bulk_create`` and
+    ``bulk_update`` built a model instance per row and a ``CASE`` per updated row, which cost more
+    than everything else together (see the module's docstring for the measured figures)."""
 
     def __init__(self, job: ImportJob, *, dry_run: bool, errors_out: Any = None) -> None:
         self.job = job
@@ -559,16 +614,38 @@ class _Importer:
         started = job.mapping.get("run_started")
         self.now = datetime.fromisoformat(started) if started and not dry_run else timezone.now()
 
-    def existing(self, keys: list[str]) -> dict[str, Contact]:
-        contacts = (
-            Contact.objects.filter(organisation_id=self.job.organisation_id, client_id=self.job.client_id)
-            .annotate(email_lower=Lower("email"))
-            .filter(email_lower__in=keys)
+    def existing(self, keys: list[str]) -> dict[str, _Stored]:
+        """The contacts of the import's organisation and client with these lower-cased addresses
+        (one query on the unique index of ``lower(email)``)."""
+        if not keys:
+            return {}
+        client_id = self.job.client_id
+        # One index probe per address (a LATERAL join): with ``lower(email) = ANY(...)`` the planner,
+        # whose statistics lag behind a running import, used the index for organisation and client
+        # only and filtered every contact of the organisation, batch after batch.
+        sql = (
+            "SELECT k.key, c.id, c.first_name, c.last_name, c.fields, c.created_at "
+            "FROM unnest(%s::text[]) AS k(key) CROSS JOIN LATERAL ("
+            f"SELECT id, first_name, last_name, fields, created_at FROM {_contact_table()} "  # noqa: S608 - table name from the model
+            "WHERE organisation_id = %s AND "
+            + ("client_id = %s" if client_id is not None else "client_id IS NULL")
+            + " AND lower(email) = k.key LIMIT 1) AS c"
         )
-        return {c.email_lower: c for c in contacts}  # type: ignore[attr-defined]
+        params: list[Any] = [keys, self.job.organisation_id, *([client_id] if client_id is not None else [])]
+        found: dict[str, _Stored] = {}
+        with _cursor() as cursor:
+            cursor.execute(sql, params)
+            for key, pk, first, last, values, created in cursor.fetchall():
+                if isinstance(values, str | bytes):  # Django loads jsonb as text for JSONField to decode
+                    values = json.loads(values)
+                found[key] = _Stored(pk, first, last, values or {}, created)
+        return found
 
     def apply(self, batch: list[Parsed]) -> None:
-        """Merge a batch with itself and with the database, then write it (unless a dry run)."""
+        """Merge a batch with itself and with the database, then write it (unless a dry run).
+
+        The real import inserts first (``ON CONFLICT DO NOTHING``) and only looks up the addresses that
+        were already there, so a batch of new contacts costs one statement."""
         merged: dict[str, Parsed] = {}
         for parsed in batch:
             key = parsed.email.lower()
@@ -577,37 +654,37 @@ class _Importer:
                 _merge_into(merged[key], parsed)
             else:
                 merged[key] = parsed
-        found = self.existing(list(merged))
-        creates: list[Contact] = []
-        updates: list[Contact] = []
-        touched: list[Contact] = []
+        inserted: dict[str, int] = {}
+        if self.dry_run:
+            found = self.existing(list(merged))
+        else:
+            inserted = self._insert(list(merged.values()))
+            self.counts.new += len(inserted)
+            rest = [key for key in merged if key not in inserted]
+            found = self.existing(rest)
+            if len(found) < len(rest):
+                # A conflicting contact was deleted between our insert and our look-up: start the
+                # batch again (``_flush`` retries once from a clean savepoint).
+                raise IntegrityError("a contact of this batch changed meanwhile")
+        updates: list[_Stored] = []
+        touched: list[int] = list(inserted.values())
         for key, parsed in merged.items():
-            contact = found.get(key)
-            if contact is None:
-                if self.dry_run and key in self.virtual:
+            if key in inserted:
+                continue
+            stored = found.get(key)
+            if stored is None:  # only in a dry run: nothing was inserted
+                if key in self.virtual:
                     self.counts.duplicates += 1
                     continue
                 self.counts.new += 1
-                if self.dry_run:
-                    self.virtual.add(key)
-                contact = Contact(
-                    organisation_id=self.job.organisation_id,
-                    client_id=self.job.client_id,
-                    email=parsed.email,
-                    first_name=parsed.first_name,
-                    last_name=parsed.last_name,
-                    fields=parsed.fields,
-                    created_at=self.now,
-                    updated_at=self.now,
-                )
-                creates.append(contact)
+                self.virtual.add(key)
                 continue
             # Created earlier in this same run: a duplicate of the file, not an existing contact.
-            ours = contact.created_at == self.now
-            first = parsed.first_name or contact.first_name
-            last = parsed.last_name or contact.last_name
-            values = {**contact.fields, **parsed.fields}
-            changed = (first, last, values) != (contact.first_name, contact.last_name, contact.fields)
+            ours = stored.created_at == self.now
+            first = parsed.first_name or stored.first_name
+            last = parsed.last_name or stored.last_name
+            values = {**stored.fields, **parsed.fields}
+            changed = (first, last, values) != (stored.first_name, stored.last_name, stored.fields)
             if ours:
                 self.counts.duplicates += 1
             elif changed:
@@ -615,22 +692,71 @@ class _Importer:
             else:
                 self.counts.unchanged += 1
             if changed:
-                contact.first_name, contact.last_name, contact.fields = first, last, values
-                contact.updated_at = self.now
-                updates.append(contact)
-            touched.append(contact)
+                stored.first_name, stored.last_name, stored.fields = first, last, values
+                updates.append(stored)
+            touched.append(stored.pk)
         if self.dry_run:
             return
-        Contact.objects.bulk_create(creates)
-        Contact.objects.bulk_update(updates, ["first_name", "last_name", "fields", "updated_at"])
+        self._update(updates)
         if self.job.contact_list_id:
-            ListMembership.objects.bulk_create(
-                [
-                    ListMembership(contact_list_id=self.job.contact_list_id, contact_id=c.pk, added_at=self.now)
-                    for c in creates + touched
-                ],
-                ignore_conflicts=True,
-            )
+            self._add_to_list(touched)
+
+    def _insert(self, rows: list[Parsed]) -> dict[str, int]:
+        """Insert the contacts whose address is not there yet; returns the new ids by lower-cased address."""
+        if not rows:
+            return {}
+        sql = (
+            f"INSERT INTO {_contact_table()} "  # noqa: S608 - table name from the model
+            "(organisation_id, client_id, email, first_name, last_name, fields, created_at, updated_at) "
+            "SELECT %s::bigint, %s::bigint, u.email, u.first_name, u.last_name, u.fields::jsonb, "
+            "%s::timestamptz, %s::timestamptz "
+            "FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[]) AS u(email, first_name, last_name, fields) "
+            "ON CONFLICT DO NOTHING RETURNING lower(email), id"
+        )
+        params = [
+            self.job.organisation_id,
+            self.job.client_id,
+            self.now,
+            self.now,
+            [p.email for p in rows],
+            [p.first_name for p in rows],
+            [p.last_name for p in rows],
+            [json.dumps(p.fields, ensure_ascii=False) for p in rows],
+        ]
+        with _cursor() as cursor:
+            cursor.execute(sql, params)
+            return dict(cursor.fetchall())
+
+    def _update(self, updates: list[_Stored]) -> None:
+        if not updates:
+            return
+        sql = (
+            f"UPDATE {_contact_table()} AS c SET first_name = u.first_name, last_name = u.last_name, "  # noqa: S608 - table name from the model
+            "fields = u.fields::jsonb, updated_at = %s::timestamptz "
+            "FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[]) AS u(id, first_name, last_name, fields) "
+            "WHERE c.id = u.id"
+        )
+        params = [
+            self.now,
+            [s.pk for s in updates],
+            [s.first_name for s in updates],
+            [s.last_name for s in updates],
+            [json.dumps(s.fields, ensure_ascii=False) for s in updates],
+        ]
+        with _cursor() as cursor:
+            cursor.execute(sql, params)
+
+    def _add_to_list(self, contact_ids: list[int]) -> None:
+        """Put the contacts on the import's list; those already on it stay as they are."""
+        if not contact_ids:
+            return
+        table = connection.ops.quote_name(ListMembership._meta.db_table)
+        sql = (
+            f"INSERT INTO {table} (contact_list_id, contact_id, added_at) "  # noqa: S608 - table name from the model
+            "SELECT %s::bigint, u.id, %s::timestamptz FROM unnest(%s::bigint[]) AS u(id) ON CONFLICT DO NOTHING"
+        )
+        with _cursor() as cursor:
+            cursor.execute(sql, [self.job.contact_list_id, self.now, contact_ids])
 
     def row_errors(self, row: int, email: str, messages: list[str]) -> None:
         message = "; ".join(messages)

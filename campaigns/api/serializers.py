@@ -13,8 +13,8 @@ from rest_framework import serializers
 
 from accounts.models import SenderAddress, SendingAccount
 from accounts.services import normalise_email
-from campaigns.models import Message, MessageEvent, Template
-from campaigns.sending.queueing import default_sender
+from campaigns.models import Campaign, Message, MessageEvent, Template
+from campaigns.sending.queueing import ATTRIBUTION_KEY, RESERVED_DATA_PREFIX, default_sender
 
 # Merge data is stored with every message and rendered into it: a bound keeps rows and renders small.
 DATA_MAX_BYTES = 64 * 1024
@@ -122,12 +122,39 @@ class MessageCreateSerializer(serializers.Serializer[dict[str, Any]]):
         ),
     )
 
+    campaign = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        help_text=_(
+            "The id of a campaign of this sending account to attribute the message to in its analytics. "
+            "The message is still a triggered one: it is not part of the campaign's bulk run and its "
+            "progress, and it uses its own credit."
+        ),
+    )
+
     def validate_to(self, value: str) -> str:
         return _normalised(value)
+
+    def validate_campaign(self, value: int | None) -> Campaign | None:
+        if value is None:
+            return None
+        account: SendingAccount = self.context["account"]
+        # Another account's or organisation's campaign answers exactly like a missing one (no oracle).
+        found = Campaign.objects.filter(pk=value, sending_account=account).first()
+        if found is None:
+            raise serializers.ValidationError(_("Campaign not found in this sending account."))
+        return found
 
     def validate_data(self, value: Any) -> dict[str, Any]:
         if not isinstance(value, dict):
             raise serializers.ValidationError(_('Send the merge data as a JSON object, like {"first_name": "Ada"}.'))
+        reserved = sorted(k for k in value if k.startswith(RESERVED_DATA_PREFIX))
+        if reserved:
+            raise serializers.ValidationError(
+                _("Keys starting with “_” are reserved for XES; rename %(keys)s.")
+                % {"keys": ", ".join(f"“{k}”" for k in reserved)}
+            )
         size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
         if size > DATA_MAX_BYTES:
             raise serializers.ValidationError(
@@ -197,6 +224,9 @@ class MessageSerializer(serializers.ModelSerializer[Message]):
     template = serializers.SerializerMethodField()
     sender = serializers.CharField(source="sender.email")
     touchpoint = serializers.SerializerMethodField()
+    campaign = serializers.SerializerMethodField(
+        help_text=_("The campaign the message belongs or is attributed to, or null.")
+    )
     error = serializers.CharField(help_text=_("Why the message failed or was suppressed; empty otherwise."))
     events = MessageEventSerializer(many=True)
 
@@ -209,6 +239,7 @@ class MessageSerializer(serializers.ModelSerializer[Message]):
             "template",
             "sender",
             "touchpoint",
+            "campaign",
             "created_at",
             "sent_at",
             "error",
@@ -234,6 +265,23 @@ class MessageSerializer(serializers.ModelSerializer[Message]):
     def get_touchpoint(self, message: Message) -> str:
         return Touchpoint.PROMOTIONAL if message.promotional else Touchpoint.TRANSACTIONAL
 
+    @extend_schema_field(serializers.IntegerField(allow_null=True))
+    def get_campaign(self, message: Message) -> int | None:
+        return message.campaign_id or attributed_campaign_id(message.data)
+
+
+def attributed_campaign_id(data: Any) -> int | None:
+    """The campaign a triggered message was attributed to (``"campaign"`` of the request), if any."""
+    value = data.get(ATTRIBUTION_KEY) if isinstance(data, dict) else None
+    return value if isinstance(value, int) else None
+
+
+def merge_data(data: Any) -> dict[str, Any]:
+    """A message's data as the caller sent it, without the keys XES keeps there."""
+    if not isinstance(data, dict):
+        return {}
+    return {k: v for k, v in data.items() if not k.startswith(RESERVED_DATA_PREFIX)}
+
 
 __all__ = [
     "DATA_MAX_BYTES",
@@ -241,6 +289,8 @@ __all__ = [
     "MessageQueuedSerializer",
     "MessageSerializer",
     "Touchpoint",
+    "attributed_campaign_id",
+    "merge_data",
     "public_status",
     "templates_for",
 ]

@@ -34,6 +34,8 @@ from campaigns.api.serializers import (
     MessageQueuedSerializer,
     MessageSerializer,
     Touchpoint,
+    attributed_campaign_id,
+    merge_data,
 )
 from campaigns.models import Message
 from campaigns.sending import queue_triggered
@@ -78,6 +80,9 @@ class MessageCreateView(ApiView):
             "* With an `Idempotency-Key` header, repeating the request (a retry after a timeout) returns the "
             "same message with 200 and sends nothing again; the same key with a different body is refused "
             "with 422. Keys are remembered per sending account, forever.\n"
+            "* `campaign` (optional, the id of a campaign of this sending account) attributes the message "
+            "to that campaign for its analytics; it stays a triggered message (not counted in the "
+            "campaign's bulk progress, its own credit). Merge data keys starting with `_` are reserved.\n"
             "* Refusals of a valid request carry a `code`: 402 `no_plan`, `insufficient_credits`, "
             "`overage_limit`, `client_cap`; 403 `account_suspended`, `account_standing` (promotional mail "
             "while on probation)."
@@ -191,6 +196,7 @@ def _queue(account: SendingAccount, fields: dict[str, Any], idempotency_key: str
             sender=fields.get("sender"),
             promotional=fields["touchpoint"] == Touchpoint.PROMOTIONAL,
             idempotency_key=idempotency_key,
+            campaign=fields.get("campaign"),
         )
     except CreditRefused as exc:
         code = str(exc.code)
@@ -207,7 +213,8 @@ def _repeat(message: Message, fields: dict[str, Any]) -> Response:
     same = (
         message.template_id == fields["template"].pk
         and message.to_email.lower() == fields["to"].lower()
-        and message.data == fields["data"]
+        and merge_data(message.data) == fields["data"]
+        and attributed_campaign_id(message.data) == (fields["campaign"].pk if fields.get("campaign") else None)
         and message.promotional == (fields["touchpoint"] == Touchpoint.PROMOTIONAL)
         and (not fields["sender_given"] or message.sender_id == fields["sender"].pk)
     )

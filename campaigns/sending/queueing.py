@@ -168,6 +168,14 @@ def default_sender(account: SendingAccount) -> SenderAddress | None:
     return account.sender_addresses.filter(verified_at__isnull=False).order_by("pk").first()
 
 
+# ``Message.data`` keys starting with "_" belong to XES, not to API callers' merge data. A triggered
+# message attributed to a campaign (for its analytics) carries the campaign's id under
+# ``ATTRIBUTION_KEY``: ``Message.campaign`` stays empty because that foreign key means "a recipient of
+# this bulk run" (claims, progress, the run's credit reservation), which a triggered message is not.
+RESERVED_DATA_PREFIX = "_"
+ATTRIBUTION_KEY = "_campaign"
+
+
 def queue_triggered(
     account: SendingAccount,
     template: Template,
@@ -177,13 +185,16 @@ def queue_triggered(
     sender: SenderAddress | None = None,
     promotional: bool = False,
     idempotency_key: str | None = None,
+    campaign: Campaign | None = None,
 ) -> tuple[Message, bool]:
     """Queue one triggered message; returns (message, created).
 
     The same ``idempotency_key`` on the same account gives back the first message and sends nothing
     again; the unique constraint decides between concurrent requests. A suppressed address gives a
-    ``suppressed`` message and uses no credit. Raises ``ServiceError`` (including
-    :class:`~plans.services.CreditRefused`) or ``ValidationError`` (bad address) otherwise.
+    ``suppressed`` message and uses no credit. ``campaign`` (of the same sending account) attributes
+    the message to that campaign under ``data[ATTRIBUTION_KEY]``; it uses its own credit, never the
+    campaign's reservation, and does not count in the campaign's progress. Raises ``ServiceError``
+    (including :class:`~plans.services.CreditRefused`) or ``ValidationError`` (bad address) otherwise.
     """
     from campaigns.sending.jobs import enqueue_batches
 
@@ -194,6 +205,14 @@ def queue_triggered(
             return existing, False
     if template.organisation_id != account.organisation_id:
         raise ServiceError(_("This template belongs to another organisation."))
+    # Other "_" keys are the portal's own (the template test send's ``_test_contact``); the API
+    # refuses them from callers. The attribution comes from ``campaign`` only, never from the data.
+    if ATTRIBUTION_KEY in data:
+        raise ServiceError(_("“%(key)s” is reserved in the merge data.") % {"key": ATTRIBUTION_KEY})
+    if campaign is not None:
+        if campaign.sending_account_id != account.pk:
+            raise ServiceError(_("This campaign belongs to another sending account."))
+        data = {**data, ATTRIBUTION_KEY: campaign.pk}
     sender = sender or default_sender(account)
     if sender is None or sender.sending_account_id != account.pk or sender.verified_at is None:
         raise ServiceError(_("The sending account has no verified sender address to send from."))

@@ -374,3 +374,110 @@ def test_reading_a_message_takes_a_bounded_number_of_queries(api: Api, django_as
     # the key (+ last-used), the message with template and sender, its events
     with django_assert_max_num_queries(4):
         assert api.get(message.pk).status_code == 200
+
+
+# --- attribution to a campaign ------------------------------------------------------------------------------
+
+
+def _campaign_of(account: SendingAccount, name: str = "Spring sale") -> Any:
+    from tests.campaigns.fixtures_segments import campaign
+
+    return campaign(account, name)
+
+
+def test_a_message_may_be_attributed_to_a_campaign_of_its_account_without_joining_its_bulk_run(api: Api) -> None:
+    from campaigns.sending import campaign_progress
+
+    spring = _campaign_of(api.account)
+
+    response = api.send(api.body(campaign=spring.pk))
+
+    assert response.status_code == 202
+    message = Message.objects.get()
+    # Attributed in the reserved data key, not through the bulk pipeline's foreign key.
+    assert message.campaign_id is None
+    assert message.data == {"first_name": "Ada", "_campaign": spring.pk}
+    assert campaign_progress(spring.pk)["total"] == 0
+    # Its own credit, not the campaign's reservation.
+    assert message.reservation is not None
+    assert message.reservation.quantity == 1
+    spring.refresh_from_db()
+    assert spring.reservation_id is None
+    assert api.get(message.pk).json()["campaign"] == spring.pk
+
+
+def test_the_get_shows_the_campaign_of_a_bulk_message_and_null_without_one(api: Api) -> None:
+    spring = _campaign_of(api.account)
+    bulk = make_message(api, campaign=spring)
+    single = make_message(api, to_email="bob@example.com")
+
+    assert api.get(bulk.pk).json()["campaign"] == spring.pk
+    assert api.get(single.pk).json()["campaign"] is None
+
+
+def test_a_campaign_of_another_account_of_the_organisation_is_not_found(api: Api, tenant: Tenant) -> None:
+    theirs = _campaign_of(tenant.account_b)
+
+    errors = errors_of(api.send(api.body(campaign=theirs.pk)))
+
+    assert errors == {"campaign": ["Campaign not found in this sending account."]}
+    assert not Message.objects.exists()
+
+
+def test_a_campaign_of_another_organisation_is_not_found(api: Api, outsider: User) -> None:
+    theirs = _campaign_of(SendingAccount.objects.get(organisation__memberships__user=outsider))
+
+    errors = errors_of(api.send(api.body(campaign=theirs.pk)))
+
+    assert errors == {"campaign": ["Campaign not found in this sending account."]}
+    assert not Message.objects.exists()
+
+
+@pytest.mark.parametrize("value", [987654, 0, "spring", True, [1]])
+def test_the_campaign_must_be_the_id_of_an_existing_campaign(api: Api, value: Any) -> None:
+    errors = errors_of(api.send(api.body(campaign=value)))
+
+    assert list(errors) == ["campaign"]
+    assert not Message.objects.exists()
+
+
+def test_a_null_campaign_is_no_attribution(api: Api) -> None:
+    response = api.send({**api.body(), "campaign": None})
+
+    assert response.status_code == 202
+    assert Message.objects.get().data == {"first_name": "Ada"}
+
+
+@pytest.mark.parametrize("key", ["_campaign", "_anything"])
+def test_merge_data_keys_starting_with_an_underscore_are_reserved(api: Api, key: str) -> None:
+    spring = _campaign_of(api.account)
+
+    errors = errors_of(api.send(api.body(data={"first_name": "Ada", key: spring.pk})))
+
+    assert errors == {"data": [f"Keys starting with “_” are reserved for XES; rename “{key}”."]}
+    assert not Message.objects.exists()
+
+
+def test_the_service_refuses_a_forged_attribution_and_another_accounts_campaign(api: Api, tenant: Tenant) -> None:
+    from accounts.services import ServiceError
+    from campaigns.sending import queue_triggered
+
+    with pytest.raises(ServiceError, match="“_campaign” is reserved"):
+        queue_triggered(api.account, api.template, "ada@example.com", {"_campaign": 1})
+    with pytest.raises(ServiceError, match="another sending account"):
+        queue_triggered(api.account, api.template, "ada@example.com", {}, campaign=_campaign_of(tenant.account_b))
+    assert not Message.objects.exists()
+
+
+def test_a_repeat_with_the_same_key_must_name_the_same_campaign(api: Api) -> None:
+    spring, autumn = _campaign_of(api.account), _campaign_of(api.account, "Autumn")
+    first = api.send(api.body(campaign=spring.pk), **{"Idempotency-Key": "k-1"})
+    assert first.status_code == 202
+
+    again = api.send(api.body(campaign=spring.pk), **{"Idempotency-Key": "k-1"})
+    assert (again.status_code, again.json()["id"]) == (200, first.json()["id"])
+    for changed in (api.body(campaign=autumn.pk), api.body()):
+        response = api.send(changed, **{"Idempotency-Key": "k-1"})
+        assert response.status_code == 422
+        assert response.json()["code"] == "idempotency_key_reused"
+    assert Message.objects.count() == 1

@@ -46,7 +46,7 @@ def test_the_schema_documents_the_key_and_the_errors(client: HttpClient, db: Non
     assert {"200", "202", "400", "401", "402", "403", "415", "422"} <= set(send["responses"])
     assert any(p["name"] == "Idempotency-Key" and p["in"] == "header" for p in send["parameters"])
     request = document["components"]["schemas"]["MessageCreateRequest"]
-    assert set(request["properties"]) == {"template", "to", "data", "sender", "touchpoint"}
+    assert set(request["properties"]) == {"template", "to", "data", "sender", "touchpoint", "campaign"}
     assert request["required"] == ["template", "to"]
     statuses = document["components"]["schemas"]["Message"]["properties"]["status"]
     assert "suppressed" in str(statuses) or "$ref" in str(statuses)
