@@ -10,17 +10,19 @@ GIL contention). The number of processes is ``send_queued``'s ``processes`` argu
 
 from __future__ import annotations
 
+import os
+
 from xes_portal.settings import *  # noqa: F403 - a settings module extends the project's
 from xes_portal.settings import INSTALLED_APPS
 
 INSTALLED_APPS = [*INSTALLED_APPS, "post_office"]
-EMAIL_BACKEND = "campaigns.benchmarks.counting.CountingEmailBackend"
+# Django 6.1's MAILERS (the project uses them; post_office 3.12 resolves its backend through them).
+MAILERS = {"default": {"BACKEND": "campaigns.benchmarks.counting.CountingEmailBackend"}}
 POST_OFFICE = {
-    "BACKENDS": {"default": "campaigns.benchmarks.counting.CountingEmailBackend"},
     "DEFAULT_PRIORITY": "medium",
     "MAX_RETRIES": 0,
     "LOG_LEVEL": 0,
-    "BATCH_SIZE": 2000,
+    "BATCH_SIZE": int(os.environ.get("XES_BENCH_POST_OFFICE_BATCH", "2000")),
     "THREADS_PER_PROCESS": 1,
     "MESSAGE_ID_ENABLED": False,
     "LOCK_FILE_NAME": "xes-bench-post-office",  # in the temporary directory

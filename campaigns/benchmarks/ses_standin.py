@@ -42,7 +42,10 @@ ACCOUNT_PATH = "/v2/email/account"
 class State:
     """Configuration and counters, shared by the handler threads (one lock)."""
 
-    def __init__(self, rate: float = 0.0, latency_ms: float = 0.0, burst: float = 0.1) -> None:
+    def __init__(
+        self, rate: float = 0.0, latency_ms: float = 0.0, burst: float = 0.1, keep_bodies: bool = False
+    ) -> None:
+        self.keep_bodies = keep_bodies  # tests read what was sent
         self.lock = threading.Lock()
         self.ids = itertools.count(1)
         self.rate = rate
@@ -58,6 +61,7 @@ class State:
 
     def reset(self) -> None:
         self.accepted: list[float] = []
+        self.bodies: list[dict[str, Any]] = []
         self.throttled = 0
         self.bad = 0
         self.bytes = 0
@@ -118,6 +122,7 @@ def _check_send(body: dict[str, Any]) -> str:
 def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive: the client's pooled connections stay open
+        disable_nagle_algorithm = True  # headers and body leave at once (no delayed-ACK stalls)
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
             pass
@@ -172,6 +177,9 @@ def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
                 self._error(400, "BadRequestException", problem)
                 return
             message_id = state.take(len(raw))
+            if message_id is not None and state.keep_bodies:
+                with state.lock:
+                    state.bodies.append(body)
             self._wait()
             if message_id is None:
                 self._error(429, "TooManyRequestsException", "Maximum sending rate exceeded.")
@@ -216,9 +224,15 @@ class StandinServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256  # several worker processes open their pools at once
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that goes away (a benchmark worker is killed at the end) is not an error here.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
-def serve(host: str = "127.0.0.1", port: int = 0, **config: float) -> tuple[StandinServer, State]:
-    """A stand-in server (not started yet: call ``serve_forever``, e.g. in a thread)."""
+
+def serve(host: str = "127.0.0.1", port: int = 0, **config: Any) -> tuple[StandinServer, State]:
+    """A stand-in server (not started yet: call ``serve_forever``, e.g. in a thread); ``config``
+    goes to :class:`State`."""
     state = State(**config)
     return StandinServer((host, port), make_handler(state)), state
 
@@ -232,7 +246,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--burst", type=float, default=0.1, help="bucket size in seconds of sending")
     args = parser.parse_args(argv)
     server, _state = serve(args.host, args.port, rate=args.rate, latency_ms=args.latency_ms, burst=args.burst)
-    print(f"listening {server.server_address[1]}", flush=True)
+    sys.stdout.write(f"listening {server.server_address[1]}\n")
+    sys.stdout.flush()
     try:
         server.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:

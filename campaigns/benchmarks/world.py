@@ -82,7 +82,7 @@ def make_world(contacts: int, *, credits_needed: int | None = None, suppressed: 
         rule.organisation = organisation
         rule.save()
     contact_list = ContactList.objects.create(organisation=organisation, name="Bench")
-    _insert_contacts(organisation.pk, contact_list.pk, contacts, {k: v for k, v in data.contact.items()})
+    _insert_contacts(organisation.pk, contact_list.pk, contacts, dict(data.contact))
     if suppressed:
         _insert_suppressions(account.pk, contacts, suppressed)
     with connection.cursor() as cursor:
@@ -110,7 +110,17 @@ def _insert_contacts(organisation_id: int, list_id: int, n: int, base: dict[str,
                    %s, %s
             FROM generate_series(1, %s) AS g
             """,
-            [organisation_id, local, domain, base["first_name"], base["last_name"], json.dumps(fields), now, now, n],
+            [
+                organisation_id,
+                local,
+                domain,
+                str(base["first_name"]),
+                str(base["last_name"]),
+                json.dumps(fields),
+                now,
+                now,
+                n,
+            ],
         )
         cursor.execute(
             f"""

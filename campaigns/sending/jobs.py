@@ -74,6 +74,7 @@ def send_batch_job(sending_account_id: int) -> int:
     deadline = time.monotonic() + JOB_SECONDS
     claimed = 0
     more = False
+    busy = False  # the time budget ran out with work left: hand over at full parallelism
     redis = django_rq.get_connection(QUEUE)
     try:
         while time.monotonic() < deadline:
@@ -91,14 +92,16 @@ def send_batch_job(sending_account_id: int) -> int:
                 break
             time.sleep(max(wait, 0.05))
         else:
-            more = True
+            more = busy = True
     finally:
         if int(redis.decr(_counter(sending_account_id))) < 0:
             redis.set(_counter(sending_account_id), 0)
     if more:
-        # Rows remain (not due yet or the time budget ran out): one job carries on; the minute
-        # tick covers rows due later than that job's patience.
-        enqueue_batches(sending_account_id, wanted=1)
+        # Rows remain. When this job ran out of time while rows were due, every job that ends at
+        # the same moment tops the account up to its full number of jobs again (the counter keeps
+        # it from overshooting); when only rows due later remain, one job waits for them and the
+        # minute tick covers rows due later than its patience.
+        enqueue_batches(sending_account_id, wanted=None if busy else 1)
     return claimed
 
 

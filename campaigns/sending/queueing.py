@@ -82,9 +82,24 @@ def materialise(campaign_id: int) -> int:
             status=Status.DRAFT, paused_reason=str(exc)[:300]
         )
         raise
+    if queued >= ANALYZE_AFTER:
+        _analyze_outbox()
     if queued:
         enqueue_batches(campaign.sending_account_id)
     return campaign.recipients
+
+
+# After writing this many rows at once, refresh the outbox's planner statistics before the workers
+# start: with the statistics of the table before the insert (autovacuum's ANALYZE comes later),
+# PostgreSQL plans each claim as "every row of the account, then sort" instead of reading the
+# partial claim index in order: 20 ms per claim at 40,000 queued rows, growing with the campaign,
+# against 0.2 ms. ANALYZE samples a fixed number of rows: about 0.1-0.5 s, once per large campaign.
+ANALYZE_AFTER = 10_000
+
+
+def _analyze_outbox() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {Message._meta.db_table}")
 
 
 def _recipients_sql(campaign: Campaign) -> tuple[str, list[Any]]:

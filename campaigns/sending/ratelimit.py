@@ -5,19 +5,23 @@ Two limits apply to each sending account:
 - the provider's maximum send rate (``provider.quota().max_send_rate``, messages per second): the
   script hands out *send slots* spaced exactly ``1 / rate`` apart (a GCRA-style "theoretical arrival
   time" kept in Redis), so no one-second window ever holds more than ``rate`` sends, whatever the
-  number of workers. A worker may book a few slots at once, but never more than :data:`HORIZON`
-  ahead, so a changed rate takes effect within that time;
+  number of workers. A worker books at most one slot per sending thread that is ready to use it,
+  and never more than :data:`HORIZON` ahead, so a changed rate takes effect within that time. The
+  slots are spaced for :func:`headroom` x the rate (99 % by default): the provider counts arrivals
+  with its own clock, and a little headroom absorbs the jitter between our slot and its arrival;
 - the warm-up cap of the UTC day (``deliverability.warmup.daily_cap``), a counter per account and
   day that the same script increments.
 
-The rate is read through the Django cache (Redis) with a one-second lifetime, so a changed quota
-reaches all workers within a second at the cost of one provider call per second in total.
+The rate is kept in Redis for :data:`RATE_REFRESH` seconds (one provider call per refresh for all
+workers), so a changed quota reaches every worker within ``RATE_REFRESH + HORIZON`` (0.75 s).
 """
 
 from __future__ import annotations
 
+import os
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import django_rq
@@ -26,11 +30,13 @@ from django.core.cache import cache
 from django.utils import timezone
 
 from deliverability.models import ProviderSetup
+from deliverability.providers import DeliveryProvider
 from deliverability.warmup import daily_cap
 
-HORIZON = 0.5  # seconds: how far ahead a worker may book slots
-RATE_CACHE_SECONDS = 1
+HORIZON = 0.25  # seconds: how far ahead a worker may book slots
+RATE_REFRESH = 0.5  # seconds a provider's rate is trusted before it is asked again
 CAP_CACHE_SECONDS = 60
+LATE_SLOT = 0.005  # seconds: a slot that could not be used this soon is given up, not used late
 
 # KEYS: [1] theoretical arrival time (µs), [2] today's counter.
 # ARGV: [1] interval between sends (µs, 0 = no rate limit), [2] slots wanted, [3] horizon (µs),
@@ -94,21 +100,44 @@ def next_utc_midnight(now: datetime | None = None) -> datetime:
     return datetime(now.year, now.month, now.day, tzinfo=UTC) + timedelta(days=1)
 
 
-def provider_rate(setup: ProviderSetup) -> float:
-    """Messages per second the account may send (0: unlimited), cached for one second in Redis.
+_providers: dict[tuple[int, str], DeliveryProvider] = {}
+
+
+def sending_provider(setup: ProviderSetup) -> DeliveryProvider:
+    """The provider the pipeline sends ``setup``'s mail through, one object per process and provider
+    name: an SES client costs about 70 ms of CPU to make and keeps its connection pool. Overriding
+    providers (tests, benchmarks; see :mod:`campaigns.sending.providers`) are not kept."""
+    from campaigns.sending.providers import overriding_provider, provider_for_setup
+
+    if overriding_provider() is not None:
+        return provider_for_setup(setup)
+    key = (os.getpid(), setup.provider)  # never share a connection pool with a forked child
+    provider = _providers.get(key)
+    if provider is None:
+        provider = _providers[key] = provider_for_setup(setup)
+    return provider
+
+
+def headroom() -> float:
+    """The share of the provider's rate we aim for (``SENDING_RATE_HEADROOM``, default 0.99)."""
+    return float(getattr(settings, "SENDING_RATE_HEADROOM", 0.99))
+
+
+def provider_rate(setup: ProviderSetup, provider: DeliveryProvider | None = None) -> float:
+    """Messages per second the account may send (0: unlimited), kept in Redis for :data:`RATE_REFRESH`.
 
     ``SENDING_RATE_LIMIT = False`` in settings switches the limit off (benchmarks)."""
-    from campaigns.sending.providers import provider_for_setup
-
     if not getattr(settings, "SENDING_RATE_LIMIT", True):
         return 0.0
-    provider = provider_for_setup(setup)
+    provider = provider or sending_provider(setup)
+    redis = django_rq.get_connection("sending")
     key = f"xes:sending:rate:{provider.name}"
-    rate = cache.get(key)
-    if rate is None:
-        rate = float(provider.quota().max_send_rate)
-        cache.set(key, rate, RATE_CACHE_SECONDS)
-    return float(rate)
+    cached = redis.get(key)
+    if cached is not None:
+        return float(cached)
+    rate = float(provider.quota().max_send_rate)
+    redis.set(key, repr(rate), px=int(RATE_REFRESH * 1000))
+    return rate
 
 
 def warmup_cap(sending_account_id: int) -> int | None:
@@ -124,41 +153,73 @@ def warmup_cap(sending_account_id: int) -> int | None:
 
 @dataclass
 class Limiter:
-    """Books send slots for one sending account; :meth:`wait_for_slot` before every provider call."""
+    """Books send slots for one sending account; :meth:`wait_for_slot` before every provider call.
+
+    Safe to share between the sending threads of one batch. ``cap`` is today's warm-up cap when
+    ``read_cap`` is false (the caller read it on its own thread, because it comes from the database);
+    by default it is read here. ``provider`` answers the rate question (default: :func:`sending_provider`)."""
 
     setup: ProviderSetup
+    provider: DeliveryProvider | None = None
+    cap: int | None = None
+    read_cap: bool = True
     slots: int = 0  # booked and not used yet
     next_slot: float = 0.0  # time.monotonic() of the next booked slot
     interval: float = 0.0
+    dropped: int = 0  # slots given up because no thread could use them in time
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _count_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _waiting: int = 0
 
     def __post_init__(self) -> None:
         self.redis = django_rq.get_connection("sending")
         self.script = self.redis.register_script(_SCRIPT)
         self.penalty = self.redis.register_script(_PENALISE)
         self.account_id = self.setup.sending_account_id
+        if self.read_cap:
+            self.cap = warmup_cap(self.account_id)
 
     def wait_for_slot(self, want: int = 1) -> None:
-        """Block until the account may send one message; books up to ``want`` slots at once.
+        """Block until the account may send one message.
 
+        With a rate limit, one booking covers the threads waiting right now (at most ``want``), so
+        every booked slot has a thread ready for it; without one, ``want`` slots are counted at once.
         Raises :class:`DailyCapReached` when today's warm-up cap is used up.
         """
-        if self.slots <= 0:
-            self._book(max(1, want))
-        delay = self.next_slot - time.monotonic()
+        with self._count_lock:
+            self._waiting += 1
+        try:
+            with self._lock:
+                while True:
+                    if self.slots <= 0:
+                        with self._count_lock:
+                            waiting = self._waiting
+                        self._book(max(1, want), waiting)
+                    at = self.next_slot
+                    self.slots -= 1
+                    self.next_slot += self.interval
+                    if self.interval and time.monotonic() - at > LATE_SLOT:
+                        # Used late, this slot would crowd the next ones into the same second.
+                        self.dropped += 1
+                        continue
+                    break
+        finally:
+            with self._count_lock:
+                self._waiting -= 1
+        delay = at - time.monotonic()
         if delay > 0:
             time.sleep(delay)
-        self.slots -= 1
-        self.next_slot += self.interval
 
-    def _book(self, want: int) -> None:
+    def _book(self, want: int, waiting: int) -> None:
         while True:
-            rate = provider_rate(self.setup)
-            cap = warmup_cap(self.account_id)
+            rate = provider_rate(self.setup, self.provider) * headroom()
+            cap = self.cap
             interval_us = int(1_000_000 / rate) if rate > 0 else 0
+            wanted = min(want, waiting) if interval_us else want
             day = timezone.now().astimezone(UTC)
             granted, wait_us = self.script(
                 keys=[f"xes:sending:tat:{self.account_id}", f"xes:sending:day:{self.account_id}:{day:%Y%m%d}"],
-                args=[interval_us, want, int(HORIZON * 1_000_000), -1 if cap is None else cap, 2 * 86_400],
+                args=[interval_us, wanted, int(HORIZON * 1_000_000), -1 if cap is None else cap, 2 * 86_400],
             )
             granted, wait = int(granted), int(wait_us) / 1_000_000
             if granted < 0:
@@ -173,5 +234,6 @@ class Limiter:
 
     def penalise(self, seconds: float) -> None:
         """The provider throttled us: every worker of this account pauses for ``seconds``."""
-        self.slots = 0
+        with self._lock:
+            self.slots = 0
         self.penalty(keys=[f"xes:sending:tat:{self.account_id}"], args=[int(seconds * 1_000_000)])

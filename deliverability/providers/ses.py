@@ -12,7 +12,9 @@ failure never leaves half a set-up behind.
 from __future__ import annotations
 
 import base64
+import json
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
@@ -249,14 +251,25 @@ def _arn(tenant_arn: str, resource: str) -> str:
 
 class SesProvider(DeliveryProvider):
     """Amazon SES v2. ``client`` may be given (tests wrap one in botocore's Stubber); by default one is
-    made for ``region`` (``settings.AWS_REGION``). Tenants are used unless ``settings.SES_TENANTS`` is
-    false or the installed botocore does not know them."""
+    made for ``region`` (``settings.AWS_REGION``) and ``send_raw`` uses :class:`FastSender`. Tenants
+    are used unless ``settings.SES_TENANTS`` is false or the installed botocore does not know them."""
 
     name = "ses"
 
-    def __init__(self, *, client: Any = None, region: str | None = None, tenants: bool | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        client: Any = None,
+        region: str | None = None,
+        tenants: bool | None = None,
+        fast_send: bool | None = None,
+    ) -> None:
         super().__init__(region)
         self._client = client
+        # Sending takes the fast path unless a client was given (tests stub that client's calls).
+        self.fast_send = client is None if fast_send is None else fast_send
+        self._sender: FastSender | None = None
+        self._sender_lock = threading.Lock()
         self.uses_tenants = bool(getattr(settings, "SES_TENANTS", True) if tenants is None else tenants)
         self._tenant_arns: dict[str, str] = {}
 
@@ -544,6 +557,11 @@ class SesProvider(DeliveryProvider):
         recipients: list[str],
         tags: dict[str, str],
     ) -> str:
+        """SendEmail with the raw message; safe to call from several threads at once.
+
+        A client given to the constructor (tests wrap one in botocore's Stubber) is used for the call;
+        otherwise the call goes through :class:`FastSender` (one signed request on a pooled
+        connection), which costs about a third of boto3's client CPU per message."""
         params: dict[str, Any] = {
             "FromEmailAddress": from_address,
             "Destination": {"ToAddresses": list(recipients)},
@@ -553,5 +571,122 @@ class SesProvider(DeliveryProvider):
         }
         if setup.tenant:
             params["TenantName"] = setup.tenant
-        response = self._require("send_email", sending=True, **params)
-        return str(response["MessageId"])
+        if not self.fast_send:
+            response = self._require("send_email", sending=True, **params)
+            return str(response["MessageId"])
+        return self._fast_sender().send(params)
+
+    def _fast_sender(self) -> FastSender:
+        if self._sender is None:
+            with self._sender_lock:  # threads of one batch share one connection pool
+                if self._sender is None:
+                    self._sender = FastSender(self.client)
+        return self._sender
+
+
+# The hot send path --------------------------------------------------------------------------------
+
+SEND_EMAIL_PATH = "/v2/email/outbound-emails"  # SES v2 SendEmail: POST, REST-JSON
+SIGNING_NAME = "ses"  # the sesv2 service model's signingName
+SEND_CONNECT_TIMEOUT = 5
+SEND_READ_TIMEOUT = 30
+
+
+class FastSender:
+    """SES v2 SendEmail without boto3's per-call machinery: the JSON body is written directly,
+    signed with botocore's SigV4 signer and sent over botocore's pooled urllib3 session.
+
+    boto3 validates and serialises parameters against the service model, runs a dozen event
+    handlers and a retry handler per call (about 1.3 ms of CPU); this path costs about 0.4 ms. It keeps
+    what matters: the same endpoint (``client.meta.endpoint_url``, so ``AWS_ENDPOINT_URL_SESV2`` works),
+    region and credential chain (refreshable credentials are re-read per request), the client's
+    ``before-send`` event (moto answers through it), and errors parsed by botocore's REST-JSON parser
+    into the same ``ClientError`` that :func:`provider_error` maps.
+
+    No automatic retries: a throttled message goes back to the sending pipeline, which backs off for
+    every worker at once, and a request that may have reached SES is never sent a second time here.
+    """
+
+    def __init__(self, client: Any, max_connections: int = 64) -> None:
+        import urllib3
+        from botocore.httpsession import get_cert_path
+        from botocore.parsers import create_parser
+
+        self.events = client.meta.events
+        self.region = client.meta.region_name
+        self.url = client.meta.endpoint_url.rstrip("/") + SEND_EMAIL_PATH
+        self.credentials = boto3.session.Session().get_credentials()
+        # Plain urllib3 rather than botocore's session: botocore writes headers and body in separate
+        # packets, which costs CPU and, with delayed ACKs, up to 40 ms per request.
+        self.http = urllib3.PoolManager(
+            num_pools=4,
+            maxsize=max_connections,
+            retries=False,
+            timeout=urllib3.Timeout(connect=SEND_CONNECT_TIMEOUT, read=SEND_READ_TIMEOUT),
+            ca_certs=get_cert_path(True),
+        )
+        self.output_shape = client.meta.service_model.operation_model("SendEmail").output_shape
+        self.parser = create_parser("rest-json")
+        self.event_name = f"before-send.{client.meta.service_model.service_id.hyphenize()}.SendEmail"
+
+    def request(self, params: dict[str, Any]) -> Any:
+        """The signed, prepared HTTP request for SendEmail with boto3-style ``params``."""
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+        from botocore.exceptions import NoCredentialsError
+
+        body = dict(params)
+        content = body["Content"]["Raw"]
+        body["Content"] = {"Raw": {"Data": base64.b64encode(content["Data"]).decode("ascii")}}
+        request = AWSRequest(
+            method="POST",
+            url=self.url,
+            data=json.dumps(body, separators=(",", ":")).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        if self.credentials is None:
+            raise NoCredentialsError()
+        SigV4Auth(self.credentials.get_frozen_credentials(), SIGNING_NAME, self.region).add_auth(request)
+        return request.prepare()
+
+    def send(self, params: dict[str, Any]) -> str:
+        """Send; the SES message id, or the :class:`ProviderError` that ``send_email`` would raise."""
+        try:
+            prepared = self.request(params)
+            _handler, stubbed = self.events.emit_until_response(self.event_name, request=prepared)
+            if stubbed is not None:
+                status, headers, content = stubbed.status_code, stubbed.headers, stubbed.content
+            else:
+                status, headers, content = self._post(prepared)
+        except BotoCoreError as exc:
+            error = provider_error(exc, sending=True)
+            logger.warning("SES send_email failed: %s", error.describe())
+            raise error from exc
+        if status == 200:
+            try:
+                return str(json.loads(content)["MessageId"])
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ProviderError(
+                    _unreachable_message(), code="InvalidResponse", retryable=False, detail=repr(content[:200])
+                ) from exc
+        parsed = self.parser.parse({"status_code": status, "headers": headers, "body": content}, self.output_shape)
+        client_error = ClientError(parsed, "SendEmail")
+        error = provider_error(client_error, sending=True)
+        logger.warning("SES send_email failed: %s", error.describe())
+        raise error from client_error
+
+    def _post(self, prepared: Any) -> tuple[int, Any, bytes]:
+        """POST over the pool; urllib3's network errors become botocore's (as boto3 would raise)."""
+        import urllib3
+        from botocore.awsrequest import HeadersDict
+        from botocore.exceptions import EndpointConnectionError, ReadTimeoutError
+
+        try:
+            response = self.http.request(
+                "POST", prepared.url, body=prepared.body, headers=dict(prepared.headers.items()), preload_content=True
+            )
+        except urllib3.exceptions.ReadTimeoutError as exc:
+            raise ReadTimeoutError(endpoint_url=prepared.url, error=exc) from exc
+        except urllib3.exceptions.HTTPError as exc:
+            raise EndpointConnectionError(endpoint_url=prepared.url, error=exc) from exc
+        return response.status, HeadersDict(response.headers.items()), response.data
