@@ -300,25 +300,52 @@ class Message(models.Model):
         SUPPRESSED = "suppressed", _("Suppressed")
         CANCELLED = "cancelled", _("Cancelled")
 
-    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="+")
-    sending_account = models.ForeignKey(SendingAccount, on_delete=models.CASCADE, related_name="messages")
-    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, null=True, blank=True, related_name="messages")
+    # The outbox takes a million rows in one INSERT ... SELECT, so every index and constraint on it
+    # costs. The columns that are the same for a whole campaign (organisation, account, campaign,
+    # template, sender, reservation) keep Django's on_delete behaviour, which Django enforces itself,
+    # but have no database-level foreign key (each row would be checked at commit) and no index of
+    # their own where a composite index below already starts with them.
+    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="+", db_constraint=False)
+    sending_account = models.ForeignKey(
+        SendingAccount, on_delete=models.CASCADE, related_name="messages", db_constraint=False, db_index=False
+    )
+    campaign = models.ForeignKey(
+        Campaign,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="messages",
+        db_constraint=False,
+        db_index=False,
+    )
     contact = models.ForeignKey(Contact, on_delete=models.SET_NULL, null=True, blank=True, related_name="messages")
-    template = models.ForeignKey(Template, on_delete=models.PROTECT, related_name="messages")
-    sender = models.ForeignKey(SenderAddress, on_delete=models.PROTECT, related_name="+")
+    template = models.ForeignKey(
+        Template, on_delete=models.PROTECT, related_name="messages", db_constraint=False, db_index=False
+    )
+    sender = models.ForeignKey(
+        SenderAddress, on_delete=models.PROTECT, related_name="+", db_constraint=False, db_index=False
+    )
     to_email = models.CharField(_("to"), max_length=254)
     data = models.JSONField(_("data"), default=dict, blank=True)
     promotional = models.BooleanField(_("promotional"), default=True)
     status = models.CharField(_("status"), max_length=12, choices=Status.choices, default=Status.QUEUED)
-    token = models.CharField(max_length=32, unique=True, default=new_token)
+    token = models.CharField(max_length=32, default=new_token)
     # NULL, not "", for messages without a key: the unique constraint then only binds real keys.
     idempotency_key = models.CharField(_("idempotency key"), max_length=200, null=True, blank=True)  # noqa: DJ001
-    reservation = models.ForeignKey(Reservation, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    reservation = models.ForeignKey(
+        Reservation,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_constraint=False,
+        db_index=False,
+    )
     attempts = models.PositiveSmallIntegerField(default=0)
     claimed_by = models.CharField(max_length=100, blank=True)
     lease_until = models.DateTimeField(null=True, blank=True)
     not_before = models.DateTimeField(null=True, blank=True)
-    provider_message_id = models.CharField(_("provider message id"), max_length=100, blank=True, db_index=True)
+    provider_message_id = models.CharField(_("provider message id"), max_length=100, blank=True)
     error = models.TextField(_("error"), blank=True)
     created_at = models.DateTimeField(_("created"), default=timezone.now)
     sent_at = models.DateTimeField(_("sent"), null=True, blank=True)
@@ -335,6 +362,11 @@ class Message(models.Model):
         indexes = [
             models.Index(fields=("campaign", "status"), name="message_campaign_status"),
             models.Index(
+                fields=("provider_message_id",),
+                name="message_provider_id",
+                condition=~Q(provider_message_id=""),
+            ),
+            models.Index(
                 fields=("sending_account", "created_at"),
                 name="message_queued_claim",
                 condition=Q(status="queued"),
@@ -349,6 +381,7 @@ class Message(models.Model):
             ),
         ]
         constraints = [
+            models.UniqueConstraint(fields=("token",), name="message_unique_token"),
             models.UniqueConstraint(
                 fields=("campaign", "contact"),
                 name="message_once_per_campaign_contact",

@@ -69,6 +69,10 @@ def suppressed_set(account: SendingAccount, emails: Iterable[str]) -> set[str]:
 
 
 def _key(email: str) -> str:
+    # The sending engine asks for every message; its addresses were normalised when stored, and
+    # for a plain ASCII address normalising would only lower-case the domain.
+    if email.isascii() and email == email.strip():
+        return email.lower()
     try:
         return normalise_email(email).lower()
     except ValidationError:
