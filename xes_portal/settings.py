@@ -255,6 +255,11 @@ SANDBOX_MAX_24_HOUR_SEND = envint("SANDBOX_MAX_24_HOUR_SEND", 50_000)
 SANDBOX_MAX_SEND_RATE = float(envstr("SANDBOX_MAX_SEND_RATE", "14"))
 SANDBOX_SENDING_ENABLED = envbool("SANDBOX_SENDING_ENABLED", default=True)
 
+# Sending: provider calls one SES batch job keeps in flight, and the share of the provider's rate
+# the limiter aims for (a little under it, so that scheduling jitter never pushes a second over).
+SENDING_THREADS = envint("SENDING_THREADS", 32)
+SENDING_RATE_HEADROOM = float(envstr("SENDING_RATE_HEADROOM", "0.99"))
+
 # DNS checks: empty DNS_NAMESERVERS uses the system resolver; entries are "ip" or "ip:port".
 DNS_NAMESERVERS = envlist("DNS_NAMESERVERS")
 DNS_TIMEOUT = float(envstr("DNS_TIMEOUT", "4"))
