@@ -34,7 +34,7 @@ from accounts.services import ServiceError, normalise_email
 from deliverability import records as generators
 from deliverability.dns.checks import Verdict, check_record
 from deliverability.models import DnsCheck, DnsRecord, Domain
-from deliverability.providers import ProviderError, ensure_setup, get_provider, provider_for
+from deliverability.providers import DeliveryProvider, ProviderError, ensure_setup, get_provider, provider_for
 from plans import entitlements
 from plans.models import AddOnProduct
 from xes_portal.lib import emails
@@ -77,7 +77,7 @@ def has_advanced_sender(domain: Domain, at: datetime | None = None) -> bool:
 
 def expected_records(domain: Domain, advanced: bool) -> list[ExpectedRecord]:
     """The records this domain needs, in the order the wizard shows them."""
-    provider = get_provider(_provider_name(domain))
+    provider = domain_provider(domain)
     wanted = [
         ExpectedRecord(Kind.OWNERSHIP, f"{OWNERSHIP_PREFIX}.{domain.name}", "TXT", ownership_value(domain)),
     ]
@@ -121,9 +121,10 @@ def ownership_value(domain: Domain) -> str:
     return f"xes-verification={domain.verification_token}"
 
 
-def _provider_name(domain: Domain) -> str | None:
+def domain_provider(domain: Domain) -> DeliveryProvider:
+    """The provider of the domain's sending account (the default one before its set-up exists)."""
     setup = getattr(domain.sending_account, "delivery", None)
-    return setup.provider if setup is not None else None
+    return get_provider(setup.provider if setup is not None else None)
 
 
 def sync_records(domain: Domain, at: datetime | None = None) -> list[DnsRecord]:

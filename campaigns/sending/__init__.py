@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from campaigns.sending.control import (
     campaign_progress,
+    campaigns_progress,
     cancel_campaign,
     pause_campaign,
     reconcile_expired_leases,
@@ -25,6 +26,7 @@ from campaigns.sending.queueing import queue_campaign, queue_triggered, start_ca
 
 __all__ = [
     "campaign_progress",
+    "campaigns_progress",
     "cancel_campaign",
     "pause_campaign",
     "queue_campaign",

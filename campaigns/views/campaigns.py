@@ -27,6 +27,7 @@ from campaigns import checks
 from campaigns.models import Campaign, ContactList, Message, Segment, Template
 from campaigns.sending import (
     campaign_progress,
+    campaigns_progress,
     cancel_campaign,
     pause_campaign,
     resume_campaign,
@@ -126,7 +127,7 @@ def _get(request: AuthedRequest, pk: int) -> Campaign:
 @membership_required()
 def campaign_list(request: AuthedRequest) -> HttpResponse:
     campaigns = list(_campaigns(request)[:200])
-    progress = {c.pk: campaign_progress(c.pk) for c in campaigns if c.status not in EDITABLE}
+    progress = campaigns_progress([c.pk for c in campaigns if c.status not in EDITABLE])
     rows = [{"campaign": c, "progress": progress.get(c.pk)} for c in campaigns]
     return render(request, "campaigns/campaigns/list.html", {"rows": rows})
 

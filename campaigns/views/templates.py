@@ -81,12 +81,16 @@ class TemplateForm(forms.ModelForm[Template]):
         return data
 
 
+def _where(line: int | None, column: int | None) -> str:
+    """The " (line 2, column 5)" suffix of an error with a position; empty without one."""
+    if line is None:
+        return ""
+    return _(" (line %(line)s, column %(column)s)") % {"line": line, "column": column}
+
+
 def _problem_text(problem: Any) -> str:
-    where = ""
-    if problem.line is not None:
-        where = _(" (line %(line)s, column %(column)s)") % {"line": problem.line, "column": problem.column}
     sample = _(" – for %(email)s") % {"email": problem.sample} if problem.sample else ""
-    return f"{problem.message}{where}{sample}"
+    return f"{problem.message}{_where(problem.line, problem.column)}{sample}"
 
 
 def _templates(request: AuthedRequest):  # type: ignore[no-untyped-def]
@@ -150,6 +154,11 @@ def _sample_contacts(request: AuthedRequest):  # type: ignore[no-untyped-def]
     return Contact.objects.for_membership(request.membership).order_by("email")
 
 
+def _chosen_contact(request: AuthedRequest, raw: str) -> Contact | None:
+    """The contact a preview or test send is for (``?contact=<id>``), inside the caller's tenant."""
+    return _sample_contacts(request).filter(pk=int(raw)).first() if raw.isdigit() else None
+
+
 def _render_for(template: Template, contact: Contact | None) -> tuple[Any, str]:
     """The rendered template for a contact (or for no contact), or an error message."""
     rules = list(Rule.objects.filter(organisation=template.organisation_id))
@@ -172,9 +181,7 @@ def template_preview(request: AuthedRequest, pk: int) -> HttpResponse:
     choices = list(contacts[:20])
     contact_id = request.GET.get("contact", "")
     contact = next((c for c in choices if str(c.pk) == contact_id), None)
-    if contact is None and contact_id.isdigit():
-        contact = _sample_contacts(request).filter(pk=int(contact_id)).first()
-    contact = contact or (choices[0] if choices else None)
+    contact = contact or _chosen_contact(request, contact_id) or (choices[0] if choices else None)
     rendered, error = _render_for(template, contact)
     senders = SenderAddress.objects.for_membership(request.membership).filter(verified_at__isnull=False)
     return render(
@@ -198,8 +205,7 @@ def template_preview_frame(request: AuthedRequest, pk: int) -> HttpResponse:
     """The e-mail's HTML alone, for the preview's ``<iframe sandbox>``: its own CSP makes it an
     opaque origin without scripts, whatever the template contains."""
     template = get_for_membership(_templates(request), request.membership, pk=pk)
-    contact_id = request.GET.get("contact", "")
-    contact = _sample_contacts(request).filter(pk=int(contact_id)).first() if contact_id.isdigit() else None
+    contact = _chosen_contact(request, request.GET.get("contact", ""))
     rendered, error = _render_for(template, contact)
     response = HttpResponse(rendered.html if rendered else "", content_type="text/html; charset=utf-8")
     response["Content-Security-Policy"] = PREVIEW_CSP
@@ -222,8 +228,7 @@ def template_test_send(request: AuthedRequest, pk: int) -> HttpResponse:
     if sender is None or to is None:
         messages.error(request, _("Choose a verified sender address to send from and one to send to."))
         return redirect("campaigns:template_preview", pk=template.pk)
-    contact_id = request.POST.get("contact", "")
-    contact = _sample_contacts(request).filter(pk=int(contact_id)).first() if contact_id.isdigit() else None
+    contact = _chosen_contact(request, request.POST.get("contact", ""))
     data = {"_test_contact": contact_fields(contact)} if contact else {}
     try:
         queue_triggered(sender.sending_account, template, to.email, data, sender=sender, promotional=False)
@@ -266,10 +271,7 @@ class RuleForm(forms.ModelForm[Rule]):
         try:
             validate_rule(candidate, data["kind"], self.organisation)
         except RuleError as exc:
-            where = ""
-            if exc.line is not None:
-                where = _(" (line %(line)s, column %(column)s)") % {"line": exc.line, "column": exc.column}
-            self.add_error("expression", f"{exc.message}{where}")
+            self.add_error("expression", f"{exc.message}{_where(exc.line, exc.column)}")
         return data
 
 

@@ -29,7 +29,6 @@ from accounts.services import ServiceError
 from deliverability import records as generators
 from deliverability import services
 from deliverability.models import DnsRecord, Domain
-from deliverability.providers import get_provider
 from plans import services as plan_services
 from plans.models import AddOnProduct, Order
 from xes_portal.lib.tenancy import get_for_membership
@@ -270,7 +269,7 @@ def _package_offer(request: AuthedRequest, domain: Domain) -> dict[str, object]:
 
 def _spf_merge_advice(domain: Domain, records: list[DnsRecord]) -> str | None:
     """When the root domain already publishes SPF, the one record to publish instead of it."""
-    include = get_provider(None).spf_include
+    include = services.domain_provider(domain).spf_include
     for record in records:
         spf = [value for value in record.found if value.lower().startswith("v=spf1")]
         if len(spf) == 1 and record.status not in DnsRecord.GOOD:

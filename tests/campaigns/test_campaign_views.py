@@ -15,7 +15,7 @@ from accounts.models import SenderAddress, User
 from campaigns.models import Campaign, Message, MessageEvent
 from campaigns.sending.queueing import materialise
 from tests.campaigns.fixtures_api import give_credits, make_template
-from tests.campaigns.fixtures_segments import contact, contact_list, event
+from tests.campaigns.fixtures_segments import contact, contact_list, event, message
 from tests.conftest import Tenant
 from tests.plans.conftest import ensure_catalogue
 
@@ -246,3 +246,24 @@ def test_the_list_says_what_to_do_without_campaigns(tenant: Tenant, login: Any) 
 
     assert 'data-testid="empty-state"' in body
     assert reverse("campaigns:campaign_create") in body
+
+
+def test_the_list_costs_the_same_queries_for_many_started_campaigns(
+    tenant: Tenant, login: Any, ready: dict, django_assert_max_num_queries: Any
+) -> None:
+    for n in range(12):
+        started = Campaign.objects.create(
+            organisation=tenant.organisation,
+            sending_account=tenant.account_a,
+            sender=tenant.sender_a,
+            template=ready["template"],
+            name=f"Run {n}",
+            status=Campaign.Status.DONE,
+        )
+        message(started, ready["people"][n % 3], status=Message.Status.SENT)
+    client = login(tenant.owner)
+
+    with django_assert_max_num_queries(12):
+        body = client.get(reverse("campaigns:campaign_list")).content.decode()
+
+    assert body.count('data-progress="100"') == 12
