@@ -85,16 +85,17 @@ class State:
             self.tokens = min(self.capacity(), self.tokens + (now - self.refilled) * self.rate)
         self.refilled = now
 
-    def take(self, size: int) -> str | None:
-        """Count an arriving SendEmail; its message id, or None when the rate is exceeded."""
+    def take(self, size: int, arrived: tuple[float, float]) -> str | None:
+        """Count a SendEmail that arrived at ``arrived`` (``time.time()``, ``time.monotonic()``); its
+        message id, or None when the rate is exceeded."""
         with self.lock:
             if self.rate > 0:
-                self._refill(time.monotonic())
+                self._refill(max(arrived[1], self.refilled))
                 if self.tokens < 1.0:
                     self.throttled += 1
                     return None
                 self.tokens -= 1.0
-            self.accepted.append(time.time())
+            self.accepted.append(arrived[0])
             self.bytes += size
             return f"0100018f-standin-{next(self.ids):012d}-000000"
 
@@ -150,10 +151,13 @@ def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
                 time.sleep(state.latency_ms / 1000)
 
         def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            # A request counts from the moment its headers are in, as SES counts arrivals, not from
+            # when this process got round to parsing its body.
+            arrived = (time.time(), time.monotonic())
             raw = self._body()
             path = self.path.split("?", 1)[0]
             if path == SEND_PATH:
-                self._send_email(raw)
+                self._send_email(raw, arrived)
             elif path == "/_standin/config":
                 state.configure(json.loads(raw or b"{}"))
                 self._answer(200, {"rate": state.rate, "latency_ms": state.latency_ms, "burst": state.burst})
@@ -164,7 +168,7 @@ def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
             else:
                 self._error(404, "NotFoundException", f"Unknown path {path}.")
 
-        def _send_email(self, raw: bytes) -> None:
+        def _send_email(self, raw: bytes, arrived: tuple[float, float]) -> None:
             try:
                 body = json.loads(raw)
                 problem = _check_send(body) if isinstance(body, dict) else "The body is not a JSON object."
@@ -176,7 +180,7 @@ def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
                 self._wait()
                 self._error(400, "BadRequestException", problem)
                 return
-            message_id = state.take(len(raw))
+            message_id = state.take(len(raw), arrived)
             if message_id is not None and state.keep_bodies:
                 with state.lock:
                     state.bodies.append(body)
@@ -245,6 +249,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latency-ms", type=float, default=0.0)
     parser.add_argument("--burst", type=float, default=0.1, help="bucket size in seconds of sending")
     args = parser.parse_args(argv)
+    # One thread per client connection: a thread that a request wakes should get the interpreter
+    # soon, so that arrival times are read when the request arrives (the default waits up to 5 ms).
+    sys.setswitchinterval(0.0005)
     server, _state = serve(args.host, args.port, rate=args.rate, latency_ms=args.latency_ms, burst=args.burst)
     sys.stdout.write(f"listening {server.server_address[1]}\n")
     sys.stdout.flush()

@@ -8,7 +8,10 @@ Two limits apply to each sending account:
   number of workers. A worker books at most one slot per sending thread that is ready to use it,
   and never more than :data:`HORIZON` ahead, so a changed rate takes effect within that time. The
   slots are spaced for :func:`headroom` x the rate (99 % by default): the provider counts arrivals
-  with its own clock, and a little headroom absorbs the jitter between our slot and its arrival;
+  with its own clock, and the headroom absorbs the jitter between our slot and its arrival. A slot
+  is used within :func:`late_slot` of its time (``1 - headroom`` seconds, 10 ms) or given up: at
+  most ``(1 - headroom) x rate`` slots can then slip into the next second, which the headroom left
+  free, so no one-second window receives more than the rate;
 - the warm-up cap of the UTC day (``deliverability.warmup.daily_cap``), a counter per account and
   day that the same script increments.
 
@@ -21,6 +24,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -36,7 +40,6 @@ from deliverability.warmup import daily_cap
 HORIZON = 0.25  # seconds: how far ahead a worker may book slots
 RATE_REFRESH = 0.5  # seconds a provider's rate is trusted before it is asked again
 CAP_CACHE_SECONDS = 60
-LATE_SLOT = 0.005  # seconds: a slot that could not be used this soon is given up, not used late
 
 # KEYS: [1] theoretical arrival time (µs), [2] today's counter.
 # ARGV: [1] interval between sends (µs, 0 = no rate limit), [2] slots wanted, [3] horizon (µs),
@@ -123,6 +126,11 @@ def headroom() -> float:
     return float(getattr(settings, "SENDING_RATE_HEADROOM", 0.99))
 
 
+def late_slot() -> float:
+    """Seconds after its time that a send slot may still be used (see the module's docstring)."""
+    return max(0.001, 1.0 - headroom())
+
+
 def provider_rate(setup: ProviderSetup, provider: DeliveryProvider | None = None) -> float:
     """Messages per second the account may send (0: unlimited), kept in Redis for :data:`RATE_REFRESH`.
 
@@ -167,6 +175,7 @@ class Limiter:
     next_slot: float = 0.0  # time.monotonic() of the next booked slot
     interval: float = 0.0
     dropped: int = 0  # slots given up because no thread could use them in time
+    sleep: Callable[[float], None] = time.sleep
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _count_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _waiting: int = 0
@@ -186,6 +195,21 @@ class Limiter:
         every booked slot has a thread ready for it; without one, ``want`` slots are counted at once.
         Raises :class:`DailyCapReached` when today's warm-up cap is used up.
         """
+        late = late_slot()
+        while True:
+            at = self._take(want, late)
+            delay = at - time.monotonic()
+            if delay > 0:
+                self.sleep(delay)
+            # A thread can wake late (another one held the interpreter); used late, the slot would
+            # crowd the next ones into the same second, so it is given up and another one taken.
+            if not self.interval or time.monotonic() - at <= late:
+                return
+            with self._lock:
+                self.dropped += 1
+
+    def _take(self, want: int, late: float) -> float:
+        """The time (``time.monotonic()``) of the next booked slot that is not already late."""
         with self._count_lock:
             self._waiting += 1
         try:
@@ -198,17 +222,13 @@ class Limiter:
                     at = self.next_slot
                     self.slots -= 1
                     self.next_slot += self.interval
-                    if self.interval and time.monotonic() - at > LATE_SLOT:
-                        # Used late, this slot would crowd the next ones into the same second.
+                    if self.interval and time.monotonic() - at > late:
                         self.dropped += 1
                         continue
-                    break
+                    return at
         finally:
             with self._count_lock:
                 self._waiting -= 1
-        delay = at - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
 
     def _book(self, want: int, waiting: int) -> None:
         while True:

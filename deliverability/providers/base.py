@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
 from django.conf import settings
@@ -232,3 +234,17 @@ class DeliveryProvider(ABC):
         """Send one MIME message to ``recipients`` (the envelope, not read from the headers) through the
         account's configuration set; ``tags`` are sanitised into message tags. Returns the provider's
         message id. Not idempotent: the sending engine's idempotency key prevents double sends."""
+
+    def prepare_send(
+        self,
+        setup: ProviderSetup,
+        raw: bytes,
+        *,
+        from_address: str,
+        recipients: list[str],
+        tags: dict[str, str],
+    ) -> Callable[[], str]:
+        """Do the work of :meth:`send_raw` that can be done before the message's send slot (encoding,
+        signing) and return the call that sends it, so that the slot is used at its time. The
+        returned call behaves like ``send_raw``; by default it is ``send_raw`` itself."""
+        return partial(self.send_raw, setup, raw, from_address=from_address, recipients=recipients, tags=tags)

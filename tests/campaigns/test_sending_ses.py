@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -284,3 +285,38 @@ def test_limiter_books_only_for_waiting_threads(setup: Setup, recording: Recordi
     limiter.wait_for_slot(want=50)
     # one thread waited: one slot booked, not fifty slots that nobody would use on time
     assert limiter.slots == 0
+
+
+def test_a_prepared_send_is_signed_before_and_sent_only_when_called(standin: tuple[StandinServer, State]) -> None:
+    _server, state = standin
+    provider = SesProvider(region=REGION)
+
+    call = provider.prepare_send(
+        provider_setup(),
+        b"Subject: Hi\r\n\r\nHello\r\n",
+        from_address="a@b.example",
+        recipients=["c@d.example"],
+        tags={},
+    )
+    assert state.accepted == []  # nothing has left yet: only encoded and signed
+
+    message_id = call()
+    assert message_id.startswith("0100018f-standin-")
+    assert len(state.accepted) == 1
+    assert state.bodies[0]["Destination"] == {"ToAddresses": ["c@d.example"]}
+
+
+def test_a_slot_that_a_thread_wakes_too_late_for_is_given_up(setup: Setup, recording: RecordingProvider) -> None:
+    recording.configure(max_send_rate=100)  # a slot every ~10 ms; late by more than 10 ms -> given up
+    woke_late = []
+
+    def oversleeping(seconds: float) -> None:
+        # The first wake-up comes 50 ms late, as when another thread held the interpreter.
+        time.sleep(seconds + (0.05 if not woke_late else 0))
+        woke_late.append(seconds)
+
+    limiter = Limiter(ensure_setup(setup.account), recording, sleep=oversleeping)
+    limiter.wait_for_slot()  # first slot: now, no sleep
+    limiter.wait_for_slot()  # second slot: ~10 ms ahead, woken 50 ms late -> dropped, a third one taken
+    assert limiter.dropped >= 1
+    assert len(woke_late) >= 1
