@@ -16,7 +16,8 @@ Two limits apply to each sending account:
   day that the same script increments.
 
 The rate is kept in Redis for :data:`RATE_REFRESH` seconds (one provider call per refresh for all
-workers), so a changed quota reaches every worker within ``RATE_REFRESH + HORIZON`` (0.75 s).
+workers), so a changed quota reaches every worker within ``RATE_REFRESH + HORIZON`` (0.75 s); slots already
+booked ahead in Redis are re-spaced at the new rate.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ HORIZON = 0.25  # seconds: how far ahead a worker may book slots
 RATE_REFRESH = 0.5  # seconds a provider's rate is trusted before it is asked again
 CAP_CACHE_SECONDS = 60
 
-# KEYS: [1] theoretical arrival time (µs), [2] today's counter.
+# KEYS: [1] theoretical arrival time (µs), [2] today's counter, [3] the interval the time was booked at.
 # ARGV: [1] interval between sends (µs, 0 = no rate limit), [2] slots wanted, [3] horizon (µs),
 #       [4] daily cap (-1 = none), [5] counter lifetime (s).
 # Returns {granted, wait_us}: granted > 0 -> the first slot is wait_us from now, the next ones follow
@@ -62,6 +63,13 @@ local first = now
 if interval > 0 then
   local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
   if tat < now then tat = now end
+  -- The rate changed: the slots booked ahead at the old spacing are re-spaced at the new one, so
+  -- that a raised limit is used at once rather than after the old horizon has run out.
+  local booked_at = tonumber(redis.call('GET', KEYS[3]) or '0')
+  if booked_at > 0 and booked_at ~= interval and tat > now then
+    tat = now + math.floor((tat - now) * interval / booked_at)
+  end
+  redis.call('SET', KEYS[3], tostring(interval), 'EX', 86400)
   local ahead = tat - now
   if ahead > horizon then return {0, string.format('%.0f', ahead - horizon)} end
   local room = math.floor((horizon - ahead) / interval) + 1
@@ -238,7 +246,11 @@ class Limiter:
             wanted = min(want, waiting) if interval_us else want
             day = timezone.now().astimezone(UTC)
             granted, wait_us = self.script(
-                keys=[f"xes:sending:tat:{self.account_id}", f"xes:sending:day:{self.account_id}:{day:%Y%m%d}"],
+                keys=[
+                    f"xes:sending:tat:{self.account_id}",
+                    f"xes:sending:day:{self.account_id}:{day:%Y%m%d}",
+                    f"xes:sending:interval:{self.account_id}",
+                ],
                 args=[interval_us, wanted, int(HORIZON * 1_000_000), -1 if cap is None else cap, 2 * 86_400],
             )
             granted, wait = int(granted), int(wait_us) / 1_000_000

@@ -320,3 +320,25 @@ def test_a_slot_that_a_thread_wakes_too_late_for_is_given_up(setup: Setup, recor
     limiter.wait_for_slot()  # second slot: ~10 ms ahead, woken 50 ms late -> dropped, a third one taken
     assert limiter.dropped >= 1
     assert len(woke_late) >= 1
+
+
+def test_a_raised_rate_re_spaces_the_slots_already_booked_ahead(setup: Setup, recording: RecordingProvider) -> None:
+    import django_rq
+
+    recording.configure(max_send_rate=1000)
+    account_id = setup.account.pk
+    redis = django_rq.get_connection("sending")
+    seconds, micros = redis.time()
+    now_us = seconds * 1_000_000 + micros
+    # Slots booked 200 ms ahead at 10/s (one every 100 ms), as before a raise to 1,000/s.
+    redis.set(f"xes:sending:tat:{account_id}", str(now_us + 200_000))
+    redis.set(f"xes:sending:interval:{account_id}", "100000")
+
+    limiter = Limiter(ensure_setup(setup.account), recording, sleep=lambda _seconds: None)
+    limiter.wait_for_slot()  # books and returns at once (no sleeping), so the booking is seen as made
+
+    seconds, micros = redis.time()
+    ahead_us = int(redis.get(f"xes:sending:tat:{account_id}")) - (seconds * 1_000_000 + micros)
+    # Re-spaced at ~1 ms per slot the booked time shrinks to a few ms; unscaled it would still be ~200 ms.
+    assert ahead_us < 20_000
+    assert int(redis.get(f"xes:sending:interval:{account_id}")) == round(limiter.interval * 1_000_000)
