@@ -76,7 +76,7 @@ from django.db.models.lookups import (
 )
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, pgettext_lazy
 
 from campaigns.models import Campaign, Contact, ContactList, CustomField, ListMembership, Message, MessageEvent, Rule
 from deliverability.models import Suppression
@@ -113,7 +113,7 @@ OPERATOR_LABELS: dict[str, StrOrPromise] = {
     "gte": "≥",
     "before": gettext_lazy("is before"),
     "after": gettext_lazy("is after"),
-    "on": gettext_lazy("is on"),
+    "on": pgettext_lazy("date condition", "is on"),
     "within_last_days": gettext_lazy("is within the last … days"),
     "is_true": gettext_lazy("is true"),
     "is_false": gettext_lazy("is false"),
@@ -371,7 +371,7 @@ def _clean_condition(cond: Mapping[str, Any], catalogue: Catalogue) -> tuple[dic
         pk = _as_int(cond.get("list"))
         out["list"] = pk
         if operator not in LIST_OPERATORS:
-            return out, [_("Choose “is on” or “is not on”.")]
+            return out, [_("Choose “is on” or “is not on” the list.")]
         if pk is None:
             return out, [_("Choose a list.")]
         if pk not in catalogue.lists:

@@ -23,7 +23,7 @@ from django.http import HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import path
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, pgettext_lazy
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.constants import Perm
@@ -45,7 +45,7 @@ OTHER_SUBJECTS: dict[str, Any] = {
     "unsubscribed": gettext_lazy("Unsubscribed"),
     "bounced": gettext_lazy("Bounced"),
 }
-LIST_LABELS = {"in": gettext_lazy("is on"), "not_in": gettext_lazy("is not on")}
+LIST_LABELS = {"in": pgettext_lazy("list membership", "is on"), "not_in": pgettext_lazy("list membership", "is not on")}
 FLAG_LABELS = {"is_true": gettext_lazy("yes"), "is_false": gettext_lazy("no")}
 
 
