@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.db.models import F
+from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -313,6 +315,11 @@ class Suppression(models.Model):
         constraints = [
             models.UniqueConstraint(fields=("sending_account", "email"), name="suppression_unique_per_account"),
         ]
+        indexes = [
+            # Addresses are compared without regard to case (deliverability.suppressions): the
+            # send-time batch check and the CSV import look up lower(email) per account.
+            models.Index(F("sending_account"), Lower("email"), name="suppression_lower_email"),
+        ]
 
     def __str__(self) -> str:
         return self.email
@@ -363,3 +370,77 @@ class SandboxEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.message} · {self.event_type}"
+
+
+class SnsNotification(models.Model):
+    """One Amazon SNS message as it reached ``POST /webhooks/ses/``, stored before anything else.
+
+    Only messages whose signature checked out and whose topic is allowed are stored. The unique
+    ``sns_message_id`` makes a retried or replayed delivery (sequential or concurrent) a no-op; the
+    processing job (:mod:`deliverability.webhooks.processing`) claims a row with a conditional
+    update, so each notification is processed once.
+    """
+
+    class Type(models.TextChoices):
+        NOTIFICATION = "Notification", _("Notification")
+        SUBSCRIPTION_CONFIRMATION = "SubscriptionConfirmation", _("Subscription confirmation")
+        UNSUBSCRIBE_CONFIRMATION = "UnsubscribeConfirmation", _("Unsubscribe confirmation")
+
+    class Outcome(models.TextChoices):
+        PENDING = "pending", _("Waiting")
+        PROCESSING = "processing", _("Being processed")
+        PROCESSED = "processed", _("Processed")
+        IGNORED = "ignored", _("Ignored")
+        FAILED = "failed", _("Failed")
+
+    sns_message_id = models.CharField(_("SNS message id"), max_length=100)
+    topic_arn = models.CharField(_("topic"), max_length=256)
+    type = models.CharField(_("type"), max_length=30, choices=Type.choices)
+    body = models.TextField(_("raw body"))
+    received_at = models.DateTimeField(_("received"), default=timezone.now, db_index=True)
+    event_type = models.CharField(_("event"), max_length=40, blank=True)
+    provider_message_id = models.CharField(_("provider message id"), max_length=100, blank=True)
+    # Set by the job once it knows the account; no database constraint or index on a table that
+    # takes every provider event (deleting an account is rare; Django still nulls the column).
+    sending_account = models.ForeignKey(
+        SendingAccount,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        db_constraint=False,
+        db_index=False,
+        related_name="+",
+        verbose_name=_("sending account"),
+    )
+    outcome = models.CharField(_("outcome"), max_length=12, choices=Outcome.choices, default=Outcome.PENDING)
+    error = models.TextField(_("error or note"), blank=True)
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    claimed_at = models.DateTimeField(_("claimed"), null=True, blank=True)
+    processed_at = models.DateTimeField(_("processed"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("SNS notification")
+        verbose_name_plural = _("SNS notifications")
+        ordering = ("-received_at", "-pk")
+        constraints = [
+            # A constraint rather than unique=True: no extra LIKE index on PostgreSQL. The webhook
+            # inserts with ON CONFLICT (sns_message_id) DO NOTHING against it.
+            models.UniqueConstraint(fields=("sns_message_id",), name="snsnotification_unique_message"),
+        ]
+        indexes = [
+            # The sweep looks for notifications whose job was lost; they are few at any time.
+            models.Index(
+                fields=("received_at",),
+                name="snsnotification_unfinished",
+                condition=models.Q(outcome__in=("pending", "processing")),
+            ),
+            # "What did SES report about this message?" in the admin.
+            models.Index(
+                fields=("provider_message_id",),
+                name="snsnotification_provider_id",
+                condition=~models.Q(provider_message_id=""),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.sns_message_id}"

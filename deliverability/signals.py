@@ -22,3 +22,12 @@ The sender is the provider class (for example ``SandboxProvider``). Keyword argu
 The sandbox provider sends it for every event it simulates; real SES events arrive through the SNS
 webhook instead.
 """
+
+standing_changed = Signal()
+"""A sending account's standing changed (sent only after the transaction that changed it has
+committed), by the reputation monitor or by the XES team.
+
+The sender is :class:`~accounts.models.SendingAccount`. Keyword arguments: ``sending_account_id``,
+``old`` and ``new`` (values of ``SendingAccount.Standing``) and ``reason`` (the text shown in the
+account's history). :mod:`campaigns.standing_hooks` pauses campaigns on it.
+"""

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from django.urls import path
+from django.urls import include, path
 from django.views.generic import RedirectView
 
-from deliverability.views import accounts, domains, ips
+from deliverability.views import accounts, domains, ips, suppressions
 
 app_name = "deliverability"
 urlpatterns = [
@@ -13,4 +13,6 @@ urlpatterns = [
     *domains.urlpatterns,
     *ips.urlpatterns,
     *accounts.urlpatterns,
+    *suppressions.urlpatterns,
+    path("", include("deliverability.reputation.urls")),
 ]

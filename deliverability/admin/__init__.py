@@ -1,5 +1,5 @@
 """Admin of deliverability, one module per area (each registers its own models)."""
 
-from deliverability.admin import domains, ips, suppressions
+from deliverability.admin import domains, ips, notifications, suppressions
 
-__all__ = ["domains", "ips", "suppressions"]
+__all__ = ["domains", "ips", "notifications", "suppressions"]

@@ -1,21 +1,33 @@
 """Admin: suppression lists and the sandbox outbox.
 
-The XES team may add and remove any suppression (customers can remove only manual entries); the
-sandbox outbox is read-only: the sandbox provider alone writes it.
+The XES team may add and remove any suppression (customers can remove only manual entries), export
+selected entries as CSV (formula-safe) and import a CSV file into any account's list (the same
+service as the portal's import, with the same dry run). The sandbox outbox is read-only: the
+sandbox provider alone writes it.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 from typing import Any
 
 from django import forms
 from django.contrib import admin
+from django.contrib.admin.widgets import AutocompleteSelect
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path
+from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.http import content_disposition_header
 from django.utils.translation import gettext_lazy as _
 
-from accounts.services import normalise_email
+from accounts.models import SendingAccount, User
+from accounts.services import ServiceError, normalise_email
+from deliverability import suppressions
 from deliverability.models import SandboxEvent, SandboxMessage, Suppression
 from deliverability.suppressions import already_suppressed_message
 from xes_portal.lib.admin import admin_link
@@ -43,9 +55,29 @@ class SuppressionAdminForm(forms.ModelForm):
         return data
 
 
+class SuppressionImportAdminForm(forms.Form):
+    sending_account = forms.ModelChoiceField(
+        queryset=SendingAccount.objects.select_related("organisation"), label=_("Sending account")
+    )
+    file = forms.FileField(
+        label=_("CSV file"),
+        help_text=_("A column named “email” (or addresses in the first column); an optional “note” column."),
+    )
+    note = forms.CharField(label=_("Note for rows without one"), required=False, max_length=300)
+
+    def __init__(self, *args: Any, admin_site: admin.AdminSite, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field = self.fields["sending_account"]
+        assert isinstance(field, forms.ModelChoiceField)
+        field.widget = AutocompleteSelect(Suppression._meta.get_field("sending_account"), admin_site)
+        field.widget.choices = field.choices
+
+
 @admin.register(Suppression)
 class SuppressionAdmin(admin.ModelAdmin):
     form = SuppressionAdminForm
+    actions = ("export_csv",)
+    change_list_template = "deliverability/admin/suppression_change_list.html"
     list_display = ("email", "reason", "account_link", "organisation", "created_at", "created_by")
     list_filter = ("reason", "created_at")
     search_fields = ("email", "note", "sending_account__name", "sending_account__organisation__name")
@@ -66,6 +98,60 @@ class SuppressionAdmin(admin.ModelAdmin):
         if not change and obj.created_by_id is None:
             obj.created_by = request.user  # type: ignore[assignment]
         super().save_model(request, obj, form, change)
+
+    def has_import_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("deliverability.add_suppression")
+
+    def get_urls(self) -> list[URLPattern]:  # type: ignore[override]
+        wrap = self.admin_site.admin_view
+        return [
+            path("import/", wrap(self.import_view), name="deliverability_suppression_import"),
+            *super().get_urls(),
+        ]
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        extra = {"can_import": self.has_import_permission(request), **(extra_context or {})}
+        return super().changelist_view(request, extra)
+
+    @admin.action(description=_("Export selected as CSV"))
+    def export_csv(self, request: HttpRequest, queryset: QuerySet[Suppression]) -> HttpResponse:
+        out = io.StringIO()
+        writer = csv.writer(out)
+        for row in suppressions.export_rows(queryset):
+            writer.writerow(row)
+        response = HttpResponse(out.getvalue(), content_type="text/csv; charset=utf-8")
+        name = f"suppressions-{timezone.now():%Y%m%d-%H%M}.csv"
+        response["Content-Disposition"] = content_disposition_header(True, name)
+        return response
+
+    def import_view(self, request: HttpRequest) -> HttpResponse:
+        """Import a CSV file into one account's list: "check" is a dry run, "import" adds."""
+        if not self.has_import_permission(request):
+            raise PermissionDenied
+        data = request.POST if request.method == "POST" else None
+        form = SuppressionImportAdminForm(data, request.FILES or None, admin_site=self.admin_site)
+        result = None
+        if form.is_bound and form.is_valid():
+            user = request.user
+            try:
+                result = suppressions.import_csv(
+                    form.cleaned_data["sending_account"],
+                    form.cleaned_data["file"].read(suppressions.IMPORT_MAX_BYTES + 1),
+                    dry_run=request.POST.get("action") != "import",
+                    by=user if isinstance(user, User) else None,
+                    note=form.cleaned_data["note"],
+                )
+            except ServiceError as exc:
+                form.add_error("file", str(exc))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Import suppressed addresses"),
+            "opts": self.opts,
+            "form": form,
+            "result": result,
+            "media": self.media + form.media,
+        }
+        return TemplateResponse(request, "deliverability/admin/suppression_import.html", context)
 
 
 class ReadOnlyMixin:
