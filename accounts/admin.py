@@ -10,7 +10,9 @@ from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.db.models import Count, QuerySet
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
@@ -123,7 +125,8 @@ class SendingAccountInline(admin.TabularInline):
     formset = _OrganisationClientsFormSet
     extra = 0
     fields = ("name", "client", "standing", "standing_changed_at")
-    readonly_fields = ("standing_changed_at",)
+    # The standing changes through the reputation review (history, e-mails, campaigns paused).
+    readonly_fields = ("standing", "standing_changed_at")
     show_change_link = True
 
 
@@ -273,17 +276,21 @@ class SendingAccountAdmin(admin.ModelAdmin):
     search_fields = ("name", "organisation__name", "client__name")
     list_select_related = ("organisation", "client")
     autocomplete_fields = ("organisation", "client")
-    readonly_fields = ("standing_changed_at",)
+    # The standing changes only through the reputation review (Reputation › accounts under watch),
+    # which keeps its history, e-mails the owners and pauses campaigns.
+    readonly_fields = ("standing", "standing_changed_at", "reputation_link")
     inlines = (SenderAddressInline,)
 
     @admin.display(description=_("organisation"), ordering="organisation__name")
     def organisation_link(self, obj: SendingAccount) -> str:
         return admin_link(obj.organisation)
 
-    def save_model(self, request: HttpRequest, obj: SendingAccount, form: Any, change: bool) -> None:
-        if change and "standing" in form.changed_data:
-            obj.standing_changed_at = timezone.now()
-        super().save_model(request, obj, form, change)
+    @admin.display(description=_("reputation"))
+    def reputation_link(self, obj: SendingAccount) -> str:
+        if obj.pk is None:
+            return "-"
+        url = reverse("admin:reputation_watchedaccount_change", args=[obj.pk])
+        return format_html('<a href="{}">{}</a>', url, _("Review the standing, lift or suspend"))
 
 
 @admin.register(SenderAddress)

@@ -64,7 +64,10 @@ INSTALLED_APPS = [
     "accounts",
     "plans",
     "deliverability",
+    "deliverability.reputation",
     "campaigns",
+    "campaigns.analytics",
+    "campaigns.automation",
 ]
 
 MIDDLEWARE = [
@@ -249,6 +252,8 @@ if DELIVERY_PROVIDER not in ("sandbox", "ses"):
 AWS_REGION = envstr("AWS_REGION", "eu-central-1")
 SES_NAME_PREFIX = envstr("SES_NAME_PREFIX", "xes")  # configuration sets, tenants and IP pools
 SES_EVENT_TOPIC_ARN = envstr("SES_EVENT_TOPIC_ARN")  # SNS topic receiving each account's events
+SNS_TOPIC_ARNS = envlist("SNS_TOPIC_ARNS")  # further topics /webhooks/ses/ accepts (comma-separated)
+SNS_NOTIFICATION_RETENTION_DAYS = envint("SNS_NOTIFICATION_RETENTION_DAYS", 30)  # raw SNS messages kept
 SES_TENANTS = envbool("SES_TENANTS", default=True)  # one SES tenant per sending account, where available
 # The sandbox's simulated account quota (to try the sending engine's quota and pause handling).
 SANDBOX_MAX_24_HOUR_SEND = envint("SANDBOX_MAX_24_HOUR_SEND", 50_000)
@@ -265,6 +270,12 @@ DNS_NAMESERVERS = envlist("DNS_NAMESERVERS")
 DNS_TIMEOUT = float(envstr("DNS_TIMEOUT", "4"))
 # Branded tracking domains are CNAMEs to this host (the portal's tracking host).
 TRACKING_CNAME_TARGET = envstr("TRACKING_CNAME_TARGET", urlsplit(SITE_URL).hostname or "localhost")
+
+# Customers' webhook endpoints (campaigns.automation): https only in production; endpoints that
+# resolve to private, loopback or link-local addresses are refused unless allowed here (development).
+WEBHOOKS_ALLOW_HTTP = envbool("WEBHOOKS_ALLOW_HTTP", default=DEBUG)
+WEBHOOKS_ALLOW_PRIVATE_ADDRESSES = envbool("WEBHOOKS_ALLOW_PRIVATE_ADDRESSES", default=False)
+WEBHOOKS_TIMEOUT = float(envstr("WEBHOOKS_TIMEOUT", "10"))
 
 # Sender-address verification (PRODUCT.md: the link must be clicked within 24 hours).
 SENDER_VERIFICATION_MAX_AGE = 24 * 60 * 60

@@ -20,6 +20,7 @@ from accounts.models import SenderAddress, SendingAccount
 from accounts.services import ServiceError, normalise_email
 from campaigns.models import Campaign, Message, Template
 from deliverability.models import Suppression
+from deliverability.suppressions import blocking_reasons
 from plans.services import CreditRefused, reserve
 
 logger = logging.getLogger(__name__)
@@ -141,7 +142,7 @@ def _insert_messages(campaign: Campaign, now: Any) -> tuple[int, int]:
         ), s AS (
             SELECT DISTINCT ON (lower(email)) lower(email) AS email, reason
             FROM {Suppression._meta.db_table}
-            WHERE sending_account_id = %s
+            WHERE sending_account_id = %s AND reason = ANY(%s)
             ORDER BY lower(email), created_at
         )
         INSERT INTO campaigns_message (
@@ -160,6 +161,8 @@ def _insert_messages(campaign: Campaign, now: Any) -> tuple[int, int]:
         campaign.organisation_id,
         *recipients_params,
         campaign.sending_account_id,
+        # Transactional campaigns still go to those who unsubscribed from promotions.
+        sorted(blocking_reasons(transactional=not campaign.promotional)),
         campaign.organisation_id,
         campaign.sending_account_id,
         campaign.pk,
@@ -233,7 +236,9 @@ def queue_triggered(
         raise ServiceError(_("The sending account has no verified sender address to send from."))
     address = normalise_email(to)
     suppression = (
-        Suppression.objects.filter(sending_account=account, email__iexact=address)
+        Suppression.objects.filter(
+            sending_account=account, email__iexact=address, reason__in=blocking_reasons(transactional=not promotional)
+        )
         .values_list("reason", flat=True)
         .first()
     )

@@ -184,6 +184,7 @@ class Limiter:
     interval: float = 0.0
     dropped: int = 0  # slots given up because no thread could use them in time
     sleep: Callable[[float], None] = time.sleep
+    factor: float = 1.0  # share of the provider's rate this account may use (lower on probation)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _count_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _waiting: int = 0
@@ -240,7 +241,7 @@ class Limiter:
 
     def _book(self, want: int, waiting: int) -> None:
         while True:
-            rate = provider_rate(self.setup, self.provider) * headroom()
+            rate = provider_rate(self.setup, self.provider) * headroom() * self.factor
             cap = self.cap
             interval_us = int(1_000_000 / rate) if rate > 0 else 0
             wanted = min(want, waiting) if interval_us else want

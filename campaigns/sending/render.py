@@ -16,8 +16,9 @@ from django.conf import settings
 from django.db.models import Max
 
 from accounts.models import SenderAddress
-from campaigns.models import Rule, Template
+from campaigns.models import Campaign, Rule, Template, tracking_enabled
 from campaigns.rendering import PreparedTemplate, prepare
+from campaigns.tracking.links import LinkIds, Tracking, tracking_base_url
 
 
 @dataclass
@@ -58,6 +59,8 @@ class Builder:
 
     def __init__(self) -> None:
         self._prepared: dict[int, tuple[tuple[datetime, datetime | None], PreparedTemplate, float]] = {}
+        self._campaign_tracking: dict[int, tuple[bool | None, float]] = {}
+        self._link_ids = LinkIds()
 
     def _version(self, template: Template) -> tuple[datetime, datetime | None]:
         updated = Template.objects.filter(pk=template.pk).values_list("updated_at", flat=True).first()
@@ -79,6 +82,32 @@ class Builder:
         self._prepared[template.pk] = (version, prepared, now)
         return prepared
 
+    def _campaign_setting(self, campaign_id: int) -> bool | None:
+        cached = self._campaign_tracking.get(campaign_id)
+        now = time.monotonic()
+        if cached is not None and now - cached[1] < self.RECHECK_SECONDS:
+            return cached[0]
+        value = Campaign.objects.filter(pk=campaign_id).values_list("tracking", flat=True).first()
+        self._campaign_tracking[campaign_id] = (value, now)
+        return value
+
+    def tracking(self, outgoing: Outgoing) -> Tracking | None:
+        """How to track ``outgoing`` (``None`` when its campaign or template turns tracking off, or
+        it is transactional without either turning it on)."""
+        campaign_id = outgoing.extra.get("campaign_id")
+        campaign_setting = self._campaign_setting(campaign_id) if campaign_id else None
+        if not tracking_enabled(campaign_setting, outgoing.template.tracking, outgoing.promotional):
+            return None
+        base = tracking_base_url(outgoing.sender.sending_account_id, outgoing.sender.email)
+        site = settings.SITE_URL.rstrip("/")
+        return Tracking(
+            base=base,
+            message_id=outgoing.message_id,
+            organisation_id=outgoing.template.organisation_id,
+            link_ids=self._link_ids,
+            skip_prefixes=(f"{site}/u/", f"{site}/t/", f"{base}/t/"),
+        )
+
     def build(self, outgoing: Outgoing) -> bytes:
         """The MIME bytes of ``outgoing``. Raises whatever the renderer raises for bad content."""
         message = {
@@ -89,13 +118,15 @@ class Builder:
         message.update(outgoing.extra)
         domain = outgoing.sender.email.rpartition("@")[2]
         prepared = self.prepared(outgoing.template)
-        rendered = prepared.render(outgoing.contact, outgoing.data, message)
+        tracking = self.tracking(outgoing)
+        rendered = prepared.render(outgoing.contact, outgoing.data, message, tracked=tracking is not None)
         return prepared.build_mime(
             rendered,
             from_header=(outgoing.sender.display_name, outgoing.sender.email),
             to=outgoing.to,
             message_id_domain=domain,
             headers=mail_headers(outgoing),
+            tracking=tracking,
         )
 
 

@@ -59,7 +59,8 @@ from deliverability.providers import (
     Throttled,
     ensure_setup,
 )
-from deliverability.suppressions import suppressed_set
+from deliverability.reputation.services import rate_factor
+from deliverability.suppressions import blocks, suppression_reasons
 from plans.models import Reservation
 from plans.services import consume, release
 
@@ -344,7 +345,10 @@ class Batch:
         self.worker = worker
         self.builder = builder
         self.provider = sending_provider(setup)
-        self.limiter = Limiter(setup, self.provider, cap=warmup_cap(account.pk), read_cap=False)
+        # An account on probation is throttled to a share of its rate (deliverability.reputation).
+        self.limiter = Limiter(
+            setup, self.provider, cap=warmup_cap(account.pk), read_cap=False, factor=rate_factor(account)
+        )
         self.outcomes = Outcomes()
         self.last_flush = time.monotonic()
         self.templates: dict[int, Template] = {}
@@ -391,7 +395,10 @@ class Batch:
             sys.setswitchinterval(SWITCH_INTERVAL)
         try:
             contacts = self._lookups(rows)
-            suppressed = suppressed_set(self.account, [r.to_email for r in rows])
+            # One query for the batch, which may mix promotional and transactional messages:
+            # transactional mail ignores unsubscribes, never bounces, complaints or manual entries.
+            reasons = suppression_reasons(self.account, [r.to_email for r in rows])
+            suppressed = {r.id for r in rows if blocks(reasons.get(r.to_email, ""), transactional=not r.promotional)}
             while pending:
                 row = pending.popleft()
                 if self.stopping.is_set():
@@ -468,7 +475,7 @@ class Batch:
         if crashed is not None and raising:
             raise crashed
 
-    def prepare(self, row: Row, contacts: dict[int, Contact], suppressed: set[str]) -> tuple[bytes, str] | None:
+    def prepare(self, row: Row, contacts: dict[int, Contact], suppressed: set[int]) -> tuple[bytes, str] | None:
         """The raw message and envelope sender of ``row``, or None when it is not sent (its outcome
         is recorded here: standing problem, suppressed, or a rendering error)."""
         problem = self.standing_problem(row)
@@ -481,7 +488,7 @@ class Batch:
                 self.outcomes.requeued.append((row.id, None))
                 self.pause = (problem, self.account.standing != SendingAccount.Standing.SUSPENDED)
             return None
-        if row.to_email in suppressed:
+        if row.id in suppressed:
             self.outcomes.failed.append((row.id, Message.Status.SUPPRESSED, _("The address is suppressed.")))
             return None
         template, sender = self.templates[row.template_id], self.senders[row.sender_id]

@@ -451,3 +451,17 @@ def test_changing_the_cloud_flag_in_the_admin_tells_the_plans_app(client, staff_
 
     assert response.status_code == 302, response.content.decode()[:2000]
     assert received == [org.pk]
+
+
+def test_the_standing_is_changed_only_through_the_reputation_review(back_office: HttpClient, tenant: Tenant) -> None:
+    url = _url(SendingAccount, "change", tenant.account_a.pk)
+    page = back_office.get(url)
+    data = _form_data(page)
+    data["standing"] = "suspended"  # a hand-made POST: the field is read-only, so it is ignored
+
+    response = back_office.post(url, data)
+
+    assert response.status_code == 302
+    tenant.account_a.refresh_from_db()
+    assert tenant.account_a.standing == SendingAccount.Standing.GOOD
+    assert reverse("admin:reputation_watchedaccount_change", args=[tenant.account_a.pk]) in page.content.decode()

@@ -106,7 +106,8 @@ def test_data_may_be_left_out(api: Api) -> None:
 
 
 def test_a_suppressed_recipient_is_recorded_as_suppressed_without_credits(api: Api) -> None:
-    Suppression.objects.create(sending_account=api.account, email="ada@example.com", reason="unsubscribe")
+    # A hard bounce stops even transactional mail (the API's default); an unsubscribe would not.
+    Suppression.objects.create(sending_account=api.account, email="ada@example.com", reason="hard_bounce")
 
     response = api.send(api.body(to="ADA@example.com"))
 

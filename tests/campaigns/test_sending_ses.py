@@ -342,3 +342,20 @@ def test_a_raised_rate_re_spaces_the_slots_already_booked_ahead(setup: Setup, re
     # Re-spaced at ~1 ms per slot the booked time shrinks to a few ms; unscaled it would still be ~200 ms.
     assert ahead_us < 20_000
     assert int(redis.get(f"xes:sending:interval:{account_id}")) == round(limiter.interval * 1_000_000)
+
+
+def test_an_account_on_probation_sends_at_a_share_of_its_rate(setup: Setup, recording: RecordingProvider) -> None:
+    from accounts.models import SendingAccount
+    from campaigns.sending.worker import Batch, Builder
+
+    recording.configure(max_send_rate=100)
+    provider_setup = ensure_setup(setup.account)
+    normal = Batch(setup.account, provider_setup, "w", Builder()).limiter
+    normal.wait_for_slot()
+
+    setup.account.standing = SendingAccount.Standing.PROBATION
+    throttled = Batch(setup.account, provider_setup, "w", Builder()).limiter
+    throttled.wait_for_slot()
+
+    assert throttled.factor == 0.5
+    assert throttled.interval == pytest.approx(2 * normal.interval, rel=0.01)
