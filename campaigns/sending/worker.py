@@ -54,6 +54,7 @@ from deliverability.models import ProviderSetup
 from deliverability.providers import (
     DeliveryProvider,
     MessageRejected,
+    OutcomeUnknown,
     ProviderError,
     SendingPaused,
     Throttled,
@@ -573,6 +574,10 @@ class Batch:
             self.outcomes.requeued.append((row.id, timezone.now() + timedelta(seconds=delay)))
         elif isinstance(exc, MessageRejected):
             self.outcomes.failed.append((row.id, Message.Status.FAILED, exc.reason[:1000]))
+        elif isinstance(exc, OutcomeUnknown):
+            # The provider may have taken it: the row keeps its lease and, once that expires, is
+            # reconciled like a send whose worker died (never sent a second time blindly).
+            logger.warning("message %s: the provider's answer is unknown (%s); left for reconciling", row.id, exc)
         elif isinstance(exc, SendingPaused):
             self.paused_reason = exc.user_message
             self.stopping.set()

@@ -88,6 +88,19 @@ class MessageRejected(ProviderError):
         return self.detail or self.user_message
 
 
+class OutcomeUnknown(ProviderError):
+    """The request may have reached the provider but no answer came (a read timeout, a connection
+    closed mid-answer): whether the message was accepted is unknown. The sending engine never sends
+    it again blindly; it is reconciled from the provider's events, like a send whose worker died."""
+
+    @classmethod
+    def default_user_message(cls) -> str:
+        return gettext(
+            "The delivery provider did not answer in time. Whether it took the message is checked "
+            "against its events; it is not sent a second time."
+        )
+
+
 class SendingPaused(ProviderError):
     """Sending is paused for the whole account (paused, suspended or the daily quota used up).
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
+from botocore.exceptions import BotoCoreError, ClientError, ConnectionClosedError, HTTPClientError, ReadTimeoutError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
@@ -35,6 +35,7 @@ from deliverability.providers.base import (
     DkimSetup,
     IdentityState,
     MessageRejected,
+    OutcomeUnknown,
     ProviderError,
     Quota,
     SendingPaused,
@@ -189,6 +190,10 @@ def provider_error(exc: Exception, *, sending: bool = False) -> ProviderError:
         return ProviderError(
             gettext("Amazon SES refused the request. Nothing was changed."), code=code, retryable=False, detail=detail
         )
+    if sending and isinstance(exc, ReadTimeoutError | ConnectionClosedError):
+        # The request went out and no answer came: SES may have taken the message. Sending it
+        # again could deliver it twice, so the pipeline reconciles it from SES's events instead.
+        return OutcomeUnknown(code=type(exc).__name__, detail=str(exc))
     if isinstance(exc, BotoCoreError):
         # Network trouble is worth another try; missing credentials or region are not.
         retryable = isinstance(exc, BotoConnectionError | HTTPClientError)

@@ -359,3 +359,54 @@ def test_an_account_on_probation_sends_at_a_share_of_its_rate(setup: Setup, reco
 
     assert throttled.factor == 0.5
     assert throttled.interval == pytest.approx(2 * normal.interval, rel=0.01)
+
+
+def test_a_read_timeout_is_an_unknown_outcome_not_a_retry(standin: tuple[StandinServer, State]) -> None:
+    """SES may have taken a message whose answer never came: the provider says so, and the pipeline
+    leaves the row leased for reconciling instead of sending it a second time."""
+    _server, state = standin
+    state.configure({"latency_ms": 600})
+    from deliverability.providers import OutcomeUnknown
+    from deliverability.providers import ses as ses_module
+
+    saved = ses_module.SEND_READ_TIMEOUT
+    ses_module.SEND_READ_TIMEOUT = 0.2
+    try:
+        provider = SesProvider(region=REGION)
+        with pytest.raises(OutcomeUnknown):
+            send(provider)
+    finally:
+        ses_module.SEND_READ_TIMEOUT = saved
+    assert len(state.accepted) == 1  # the stand-in took it: a retry would have been a second send
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_pipeline_never_resends_a_message_whose_answer_timed_out(
+    standin: tuple[StandinServer, State], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from campaigns.sending import ratelimit
+    from deliverability.providers import ses as ses_module
+    from tests.campaigns.fixtures_sending import make_setup
+
+    monkeypatch.setattr(ratelimit, "_providers", {})  # a provider made here, with the short timeout
+
+    _server, state = standin
+    state.configure({"latency_ms": 600})
+    setup = make_setup()
+    ensure_setup(setup.account)
+    assert ProviderSetup.objects.filter(sending_account=setup.account).update(provider="ses", tenant="") == 1
+    campaign = make_campaign(setup, 3)
+    queue_campaign(campaign.pk)
+
+    saved = ses_module.SEND_READ_TIMEOUT
+    ses_module.SEND_READ_TIMEOUT = 0.2
+    try:
+        claimed = run_batch(setup.account.pk)
+        again = run_batch(setup.account.pk)  # nothing is due again: the rows are not requeued
+    finally:
+        ses_module.SEND_READ_TIMEOUT = saved
+
+    assert claimed == 3
+    assert again == 0
+    assert len(state.accepted) == 3  # one call each, no second
+    assert statuses(campaign) == {"sending": 3}  # leased, for the reconciler and SES's events
