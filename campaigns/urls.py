@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from django.urls import include, path
+
 from campaigns.views import campaigns, contacts, segments, templates
 
 app_name = "campaigns"
@@ -10,4 +12,5 @@ urlpatterns = [
     *contacts.urlpatterns,
     *segments.urlpatterns,
     *templates.urlpatterns,
+    path("analytics/", include("campaigns.analytics.urls")),
 ]
