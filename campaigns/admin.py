@@ -25,6 +25,7 @@ from campaigns.models import (
     Rule,
     Segment,
     Template,
+    TrackedLink,
 )
 from xes_portal.lib.admin import admin_link
 
@@ -150,7 +151,7 @@ class MessageEventInline(admin.TabularInline):
     model = MessageEvent
     extra = 0
     can_delete = False
-    fields = ("at", "type", "data")
+    fields = ("at", "type", "subtype", "machine", "link", "data")
     readonly_fields = fields
 
     def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
@@ -217,3 +218,62 @@ class MessageAdmin(ReadOnlyAdmin):
             % result,
             messages.SUCCESS,
         )
+
+
+@admin.register(MessageEvent)
+class MessageEventAdmin(ReadOnlyAdmin):
+    """Every stored event (provider events, opens, clicks, unsubscribes): filter by type, machine
+    flag and time; search by message id (the message log finds messages by address or provider id).
+
+    The table is large: no full count, no joins in the list, and lookups by indexed columns only
+    (the message id, or time through the BRIN index)."""
+
+    list_display = ("at", "type", "subtype", "machine", "message_link", "organisation_id", "recipient_domain")
+    list_filter = ("type", "machine", "at")
+    search_fields = ("=message_id",)
+    ordering = ("-id",)  # newest first through the primary key (sorting by time would sort the table)
+    show_full_result_count = False
+    readonly_fields = (
+        "message_link",
+        "organisation",
+        "sending_account",
+        "campaign",
+        "type",
+        "subtype",
+        "at",
+        "machine",
+        "link",
+        "recipient_domain",
+        "data",
+    )
+    exclude = ("message",)
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[MessageEvent], search_term: str
+    ) -> tuple[QuerySet[MessageEvent], bool]:
+        """A message id (the indexed column); anything else finds nothing rather than scan the table."""
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        if term.isdigit() and len(term) < 19:
+            return queryset.filter(message_id=int(term)), False
+        return queryset.none(), False
+
+    @admin.display(description=gettext_lazy("message"))
+    def message_link(self, event: MessageEvent) -> str:
+        from django.urls import reverse
+        from django.utils.html import format_html
+
+        url = reverse("admin:campaigns_message_change", args=[event.message_id])
+        return format_html('<a href="{}">{}</a>', url, event.message_id)
+
+
+@admin.register(TrackedLink)
+class TrackedLinkAdmin(ReadOnlyAdmin):
+    """Tracked destinations per organisation. Read-only: a click goes only to the URL stored when
+    the message was built (an edited row would no longer match its hash and answer 404)."""
+
+    list_display = ("url", "organisation", "created_at")
+    search_fields = ("=url_hash", "url")
+    list_select_related = ("organisation",)
+    show_full_result_count = False

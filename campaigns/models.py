@@ -7,7 +7,9 @@ client; campaigns and messages belong to a sending account. Views fetch through 
 
 from __future__ import annotations
 
+import hashlib
 import secrets
+from typing import Any
 
 from django.conf import settings
 from django.core.validators import RegexValidator
@@ -201,6 +203,13 @@ class Template(models.Model):
     source_format = models.CharField(_("format"), max_length=10, choices=Format.choices, default=Format.HTML)
     body = models.TextField(_("HTML or MJML"))
     text = models.TextField(_("text version"), blank=True, help_text=_("Generated from the HTML when empty."))
+    # None: the default (opens and clicks tracked on promotional mail only). See tracking_enabled().
+    tracking = models.BooleanField(
+        _("track opens and clicks"),
+        null=True,
+        blank=True,
+        help_text=_("Empty: tracked on promotional e-mail, not on transactional e-mail."),
+    )
     created_at = models.DateTimeField(_("created"), default=timezone.now)
     updated_at = models.DateTimeField(_("updated"), default=timezone.now)
 
@@ -244,6 +253,10 @@ class Campaign(models.Model):
     )
     segment = models.ForeignKey(Segment, on_delete=models.PROTECT, null=True, blank=True, related_name="campaigns")
     promotional = models.BooleanField(_("promotional"), default=True)
+    # None: as the template says (see tracking_enabled()).
+    tracking = models.BooleanField(
+        _("track opens and clicks"), null=True, blank=True, help_text=_("Empty: as the template says.")
+    )
     status = models.CharField(_("status"), max_length=12, choices=Status.choices, default=Status.DRAFT)
     scheduled_at = models.DateTimeField(_("send at"), null=True, blank=True)
     started_at = models.DateTimeField(_("started"), null=True, blank=True)
@@ -398,25 +411,169 @@ class Message(models.Model):
         return f"{self.to_email} · {self.get_status_display()}"
 
 
-class MessageEvent(models.Model):
-    """Something that happened to a message (provider events, opens, clicks), for its timeline."""
+def tracking_enabled(campaign_tracking: bool | None, template_tracking: bool | None, promotional: bool) -> bool:
+    """Whether a message's opens and clicks are tracked: the campaign's setting, else the template's,
+    else on for promotional and off for transactional e-mail."""
+    if campaign_tracking is not None:
+        return campaign_tracking
+    if template_tracking is not None:
+        return template_tracking
+    return promotional
 
-    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="events")
-    type = models.CharField(_("event"), max_length=30)
+
+def url_hash(url: str) -> str:
+    """The SHA-256 (hex) of a tracked URL, its identity within an organisation."""
+    return hashlib.sha256(url.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class TrackedLink(models.Model):
+    """A destination URL of tracked clicks, stored once per organisation.
+
+    A click token names the message and one of these rows; the redirect goes only to ``url`` of
+    the row, and only while ``url_hash`` still matches it (an edited row answers 404)."""
+
+    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="+")
+    url = models.TextField(_("URL"))
+    url_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+
+    tenant_organisation_path = "organisation"
+    objects = TenantManager()
+
+    class Meta:
+        verbose_name = _("tracked link")
+        verbose_name_plural = _("tracked links")
+        constraints = [
+            models.UniqueConstraint(fields=("organisation", "url_hash"), name="trackedlink_unique_url"),
+        ]
+
+    def __str__(self) -> str:
+        return self.url
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self.url_hash:
+            self.url_hash = url_hash(self.url)
+        super().save(*args, **kwargs)
+
+
+class BrinIndex(models.Index):
+    """A BRIN index on PostgreSQL (tiny, for append-only time columns); a plain index elsewhere
+    (the SQLite database of ``make run``)."""
+
+    def create_sql(self, model: Any, schema_editor: Any, using: str = "", **kwargs: Any) -> Any:
+        if schema_editor.connection.vendor == "postgresql":
+            using = " USING brin"
+        return super().create_sql(model, schema_editor, using=using, **kwargs)
+
+
+class MessageEvent(models.Model):
+    """Something that happened to a message: provider events (send, delivery, bounce, ...), opens,
+    clicks and unsubscribes. The message's organisation, sending account and campaign are copied
+    onto each row so that reports never join the outbox.
+
+    The table takes tens of millions of rows, written in batches with ``COPY``: only one b-tree
+    (message, at) and a BRIN index on ``at``; foreign keys are not enforced by the database, and
+    the copied ones do nothing on delete (the rows go with their message)."""
+
+    class Type(models.TextChoices):
+        SEND = "send", _("Sent")
+        DELIVERY = "delivery", _("Delivered")
+        BOUNCE = "bounce", _("Bounced")
+        COMPLAINT = "complaint", _("Complaint")
+        REJECT = "reject", _("Rejected")
+        DELIVERY_DELAY = "delivery_delay", _("Delivery delayed")
+        RENDERING_FAILURE = "rendering_failure", _("Rendering failed")
+        OPEN = "open", _("Opened")
+        CLICK = "click", _("Clicked")
+        UNSUBSCRIBE = "unsubscribe", _("Unsubscribed")
+        SUBSCRIPTION = "subscription", _("Subscription preferences")
+
+    id = models.BigAutoField(primary_key=True)
+    message = models.ForeignKey(
+        Message, on_delete=models.CASCADE, related_name="events", db_constraint=False, db_index=False
+    )
+    organisation = models.ForeignKey(
+        Organisation, on_delete=models.DO_NOTHING, related_name="+", db_constraint=False, db_index=False
+    )
+    sending_account = models.ForeignKey(
+        SendingAccount, on_delete=models.DO_NOTHING, related_name="+", db_constraint=False, db_index=False
+    )
+    campaign = models.ForeignKey(
+        Campaign,
+        on_delete=models.DO_NOTHING,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_constraint=False,
+        db_index=False,
+    )
+    type = models.CharField(_("event"), max_length=20, choices=Type.choices)
+    # bounce: permanent / transient / undetermined; complaint: the feedback type.
+    subtype = models.CharField(_("detail"), max_length=40, blank=True)
     at = models.DateTimeField(_("when"), default=timezone.now)
+    machine = models.BooleanField(_("machine"), default=False, help_text=_("Opened or clicked by a machine."))
+    link = models.ForeignKey(
+        TrackedLink,
+        on_delete=models.DO_NOTHING,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_constraint=False,
+        db_index=False,
+    )
+    recipient_domain = models.CharField(_("recipient domain"), max_length=253, blank=True)
     data = models.JSONField(default=dict, blank=True)
 
-    tenant_organisation_path = "message__organisation"
-    tenant_client_path = "message__sending_account__client"
+    tenant_organisation_path = "organisation"
+    tenant_client_path = "sending_account__client"
     objects = TenantManager()
 
     class Meta:
         verbose_name = _("message event")
         verbose_name_plural = _("message events")
         ordering = ("at", "pk")
+        indexes = [
+            models.Index(fields=("message", "at"), name="messageevent_message_at"),
+            BrinIndex(fields=("at",), name="messageevent_at_brin"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.message_id} · {self.type}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """Copies what the row repeats from its message when it was not given."""
+        if self.message_id is not None and (self.organisation_id is None or self.sending_account_id is None):
+            message = Message.objects.only("organisation_id", "sending_account_id", "campaign_id", "to_email").get(
+                pk=self.message_id
+            )
+            self.organisation_id = message.organisation_id
+            self.sending_account_id = message.sending_account_id
+            self.campaign_id = message.campaign_id
+            if not self.recipient_domain:
+                self.recipient_domain = recipient_domain(message.to_email)
+        super().save(*args, **kwargs)
+
+
+def recipient_domain(address: str) -> str:
+    """The lower-case domain of an address ("" without one), for reports by recipient domain."""
+    return address.rpartition("@")[2].strip().lower()[:253]
+
+
+class EventBatch(models.Model):
+    """One batch of buffered tracking events written to :class:`MessageEvent`: the flusher inserts
+    this row in the same transaction as the batch, so a batch that a killed flusher takes up again
+    is recognised as already stored (see :mod:`campaigns.tracking.buffer`). Old rows are pruned."""
+
+    id = models.UUIDField(primary_key=True)
+    stored_at = models.DateTimeField(default=timezone.now)
+    events = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        verbose_name = _("stored event batch")
+        verbose_name_plural = _("stored event batches")
+
+    def __str__(self) -> str:
+        return str(self.id)
 
 
 class ImportJob(models.Model):

@@ -78,7 +78,18 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, pgettext_lazy
 
-from campaigns.models import Campaign, Contact, ContactList, CustomField, ListMembership, Message, MessageEvent, Rule
+from campaigns.models import (
+    Campaign,
+    Contact,
+    ContactList,
+    CustomField,
+    ListMembership,
+    Message,
+    MessageEvent,
+    Rule,
+    TrackedLink,
+    url_hash,
+)
 from deliverability.models import Suppression
 
 if TYPE_CHECKING:
@@ -722,9 +733,12 @@ def _campaign_q(cond: Mapping[str, Any], catalogue: Catalogue) -> Q:
         message__campaign_id=campaign_id,
         message__contact_id=OuterRef("pk"),
         type=OPEN_EVENT if operator in ("opened", "not_opened") else CLICK_EVENT,
+        machine=False,  # privacy proxies and link scanners open everything: not a response
     )
     if cond.get("link"):
-        events = events.filter(data__link=cond["link"])
+        # Tracked clicks name their TrackedLink; events stored before tracking links carry the URL.
+        links = TrackedLink.objects.filter(organisation=catalogue.organisation, url_hash=url_hash(cond["link"]))
+        events = events.filter(Q(link__in=links) | Q(data__link=cond["link"]))
     did = Exists(events)
     if operator in ("opened", "clicked"):
         return Q(did)

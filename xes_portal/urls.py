@@ -23,7 +23,10 @@ urlpatterns = [
     path("api/v1/", include("campaigns.api.urls")),
     path("plans/", include("plans.urls")),
     path("deliverability/", include("deliverability.urls")),
+    path("webhooks/", include("deliverability.webhooks.urls")),
     path("campaigns/", include("campaigns.urls")),
+    path("automation/", include("campaigns.automation.urls")),
     path("", include(unsubscribe_views.urlpatterns)),
+    path("", include("campaigns.tracking.views")),
     path("", include("accounts.urls")),
 ]

@@ -13,7 +13,7 @@ from rest_framework import serializers
 
 from accounts.models import SenderAddress, SendingAccount
 from accounts.services import normalise_email
-from campaigns.models import Campaign, Message, MessageEvent, Template
+from campaigns.models import Campaign, Message, MessageEvent, Template, TrackedLink
 from campaigns.sending.queueing import ATTRIBUTION_KEY, RESERVED_DATA_PREFIX, default_sender
 
 # Merge data is stored with every message and rendered into it: a bound keeps rows and renders small.
@@ -207,13 +207,30 @@ class MessageQueuedSerializer(serializers.Serializer[Message]):
 
 
 class MessageEventSerializer(serializers.ModelSerializer[MessageEvent]):
-    type = serializers.CharField(help_text=_("`delivery`, `bounce`, `complaint`, `open`, `click`, `unsubscribe`, …"))
+    type = serializers.ChoiceField(
+        choices=MessageEvent.Type.choices,
+        help_text=_("`send`, `delivery`, `bounce`, `complaint`, `reject`, `open`, `click`, `unsubscribe`, …"),
+    )
+    subtype = serializers.CharField(
+        help_text=_("Bounces: `permanent`, `transient` or `undetermined`; complaints: the feedback type.")
+    )
+    machine = serializers.BooleanField(
+        help_text=_("Opens and clicks: made by a machine (privacy proxy, link scanner), not by the recipient.")
+    )
+    link = serializers.SerializerMethodField(help_text=_("Clicks: the URL that was clicked."))
     data = JsonObjectField(help_text=_("Details of the event, as the provider or the tracking reported them."))
 
     class Meta:
         model = MessageEvent
-        fields = ("type", "at", "data")
+        fields = ("type", "subtype", "at", "machine", "link", "data")
         read_only_fields = fields
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_link(self, event: MessageEvent) -> str | None:
+        if event.link_id is None:
+            return None
+        urls: dict[int, str] = self.context.get("link_urls", {})
+        return urls.get(event.link_id)
 
 
 class MessageSerializer(serializers.ModelSerializer[Message]):
@@ -228,7 +245,7 @@ class MessageSerializer(serializers.ModelSerializer[Message]):
         help_text=_("The campaign the message belongs or is attributed to, or null.")
     )
     error = serializers.CharField(help_text=_("Why the message failed or was suppressed; empty otherwise."))
-    events = MessageEventSerializer(many=True)
+    events = serializers.SerializerMethodField()
 
     class Meta:
         model = Message
@@ -250,6 +267,15 @@ class MessageSerializer(serializers.ModelSerializer[Message]):
     @extend_schema_field(serializers.ChoiceField(choices=PUBLIC_STATUSES))
     def get_status(self, message: Message) -> str:
         return public_status(message)
+
+    @extend_schema_field(MessageEventSerializer(many=True))
+    def get_events(self, message: Message) -> list[dict[str, Any]]:
+        """The events oldest first; the URLs of clicked links in one query."""
+        events = list(message.events.all())
+        link_ids = {e.link_id for e in events if e.link_id is not None}
+        links = TrackedLink.objects.filter(pk__in=link_ids, organisation_id=message.organisation_id)
+        urls = dict(links.values_list("pk", "url")) if link_ids else {}
+        return list(MessageEventSerializer(events, many=True, context={"link_urls": urls}).data)
 
     @extend_schema_field(
         {

@@ -31,6 +31,7 @@ from campaigns.rendering.environment import (
 from campaigns.rendering.fast import FastTemplate
 from campaigns.rendering.mime import MimeSkeleton, clean_header_value
 from campaigns.rules import CompiledRules, RuleError, compile_rules, contact_fields
+from campaigns.tracking.links import MarkedLinks, Tracking, apply_marks, mark_links, restore_marks, rewrite_html
 
 if TYPE_CHECKING:
     from liquid import BoundTemplate
@@ -98,6 +99,9 @@ class Rendered:
     preheader: str
     html: str
     text: str
+    # Set when ``html`` was rendered from the link-marked source (``render(..., tracked=True)``):
+    # build_mime then replaces the markers (see campaigns.tracking.links).
+    marks: MarkedLinks | None = None
 
 
 # --- document transformations with Liquid protected ------------------------------------------------
@@ -213,17 +217,37 @@ class PreparedTemplate:
     css_inlined: bool
     warnings: list[TemplateProblem] = field(default_factory=list)
     _skeletons: dict[str, MimeSkeleton] = field(default_factory=dict)
+    # The HTML with its links marked for tracking, built on first use: (marks, template) or a
+    # (None, None) when there is nothing to mark or the marked source does not parse.
+    _tracked: tuple[MarkedLinks | None, FastTemplate | None] | None = None
+
+    def _tracked_html(self) -> tuple[MarkedLinks | None, FastTemplate | None]:
+        """Building it twice from two threads gives equal results: no lock needed."""
+        if self._tracked is None:
+            marks = mark_links(self.html_source)
+            template = None
+            if marks is not None:
+                try:
+                    template = FastTemplate(parse_liquid(marks.source, autoescape=True), CONTEXT_NAMES)
+                except LiquidProblem:
+                    marks = None
+            self._tracked = (marks, template)
+        return self._tracked
 
     def render(
         self,
         contact: Mapping[str, Any],
         data: Mapping[str, Any] | None = None,
         message: Mapping[str, Any] | None = None,
+        *,
+        tracked: bool = False,
     ) -> Rendered:
         """Render for one recipient. ``contact`` is the flat field mapping (see
         :func:`campaigns.rules.contact_fields`), ``data`` the message's merge data, ``message``
         its links (``unsubscribe_url``, ``view_url``). Merge values are HTML-escaped in the HTML
-        only; the subject is cleaned of line breaks and control characters."""
+        only; the subject is cleaned of line breaks and control characters. With ``tracked``,
+        the HTML comes from the link-marked source, for ``build_mime(..., tracking=...)``."""
+        marks, html_template = self._tracked_html() if tracked else (None, None)
         try:
             rule_values = self.rules.evaluate(contact)
         except RuleError as exc:
@@ -234,11 +258,14 @@ class PreparedTemplate:
             subject = clean_header_value(self.subject.render(context))
             preheader = " ".join(self.preheader.render(context).split()) if self.preheader else ""
             message_values["preheader"] = preheader
-            html = _normalise_newlines(self.html.render(context))
-            text = _normalise_newlines(self.text.render(context)) if self.text else html_to_text(html)
+            html = _normalise_newlines((html_template or self.html).render(context))
+            if self.text:
+                text = _normalise_newlines(self.text.render(context))
+            else:
+                text = html_to_text(restore_marks(html, marks) if marks is not None else html)
         except LiquidError as exc:
             raise RenderError(liquid_message(exc)) from exc
-        return Rendered(subject=subject, preheader=preheader, html=html, text=text)
+        return Rendered(subject=subject, preheader=preheader, html=html, text=text, marks=marks)
 
     def skeleton(self, linesep: str = "\n") -> MimeSkeleton:
         skeleton = self._skeletons.get(linesep)
@@ -260,14 +287,24 @@ class PreparedTemplate:
         message_id_domain: str,
         headers: Mapping[str, str] | None = None,
         linesep: str = "\n",
+        tracking: Tracking | None = None,
     ) -> bytes:
         """The message as bytes: multipart/alternative (text, HTML), UTF-8 quoted-printable.
         ``headers`` adds headers such as ``List-Unsubscribe``; a ``Message-ID`` there replaces the
-        generated one. Lines end in ``linesep`` (``"\\r\\n"`` for the SMTP wire form)."""
+        generated one. Lines end in ``linesep`` (``"\\r\\n"`` for the SMTP wire form). With
+        ``tracking``, the HTML part gets tracked links and an open pixel
+        (:func:`campaigns.tracking.links.rewrite_html`)."""
+        html = rendered.html
+        if rendered.marks is not None:
+            html = (
+                restore_marks(html, rendered.marks) if tracking is None else apply_marks(html, rendered.marks, tracking)
+            )
+        elif tracking is not None:
+            html = rewrite_html(html, tracking)
         return self.skeleton(linesep).build(
             subject=rendered.subject,
             text=rendered.text,
-            html=rendered.html,
+            html=html,
             from_header=from_header,
             to=to,
             message_id_domain=message_id_domain,

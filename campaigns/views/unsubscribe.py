@@ -16,6 +16,7 @@ from django.urls import path
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 
+from campaigns.events import record_event
 from campaigns.models import Message, MessageEvent
 from deliverability.models import Suppression
 from deliverability.suppressions import is_suppressed, suppress
@@ -32,9 +33,9 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
         with transaction.atomic():
             if not is_suppressed(account, message.to_email):
                 suppress(account, message.to_email, Suppression.Reason.UNSUBSCRIBE, note=f"message {message.pk}")
-            if not message.events.filter(type="unsubscribe").exists():
+            if not message.events.filter(type=MessageEvent.Type.UNSUBSCRIBE).exists():
                 one_click = request.POST.get("List-Unsubscribe") == "One-Click"
-                MessageEvent.objects.create(message=message, type="unsubscribe", data={"one_click": one_click})
+                record_event(message, MessageEvent.Type.UNSUBSCRIBE, data={"one_click": one_click})
         state = "done"
     elif request.method == "GET":
         state = "done" if is_suppressed(account, message.to_email) else "confirm"

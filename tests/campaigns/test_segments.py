@@ -435,8 +435,10 @@ def test_counts_on_200000_contacts_use_one_pass_and_semi_joins(tenant: Tenant, o
             },
         )
         cursor.execute(
-            """INSERT INTO campaigns_messageevent (message_id, type, at, data)
-               SELECT id, 'open', now(), '{}' FROM campaigns_message
+            """INSERT INTO campaigns_messageevent (message_id, organisation_id, sending_account_id, campaign_id,
+                   type, subtype, at, machine, recipient_domain, data)
+               SELECT id, organisation_id, sending_account_id, campaign_id, 'open', '', now(), false, '', '{}'
+               FROM campaigns_message
                WHERE campaign_id = %s AND substring(to_email FROM '^c([0-9]+)@')::int %% 2 = 0""",
             [c.pk],
         )

@@ -223,11 +223,17 @@ def test_cron_registers_the_periodic_jobs() -> None:
 
     scheduler.load_config_from_file("xes_portal.cron")
 
-    registered = {job.func_name: (job.queue_name, job.cron) for job in scheduler.get_jobs()}
+    registered = {job.func_name: (job.queue_name, job.cron or job.interval) for job in scheduler.get_jobs()}
     assert registered == {
         "plans.jobs.expire_terms_job": ("low", "5 * * * *"),
         "plans.jobs.sync_starters_job": ("low", "15 3 * * *"),
         "deliverability.jobs.recheck_domains_job": ("low", "40 4 * * *"),
         "deliverability.jobs.retry_unknown_job": ("low", "25 * * * *"),
         "campaigns.sending.jobs.sending_tick_job": ("sending", "* * * * *"),
+        "campaigns.automation.jobs.automation_tick_job": ("default", "* * * * *"),
+        "campaigns.tracking.jobs.flush_events_job": ("default", 5),
+        "deliverability.reputation.jobs.evaluate_standings_job": ("low", "*/15 * * * *"),
+        "deliverability.jobs.requeue_sns_notifications_job": ("default", "*/5 * * * *"),
+        "deliverability.jobs.prune_sns_notifications_job": ("low", "50 2 * * *"),
+        "campaigns.analytics.jobs.aggregate_events_job": ("default", 30),
     }
