@@ -49,7 +49,7 @@ def recipients(campaign: Campaign):  # type: ignore[no-untyped-def]
         kinds = ["click"] if campaign.resend_filter == Campaign.Resend.NOT_CLICKED else ["open", "click"]
         original = Message.objects.filter(campaign=campaign.resend_of_id, contact=OuterRef("pk"))
         received = original.filter(status__in=[Message.Status.SENT, Message.Status.DELIVERED])
-        responded = original.filter(events__type__in=kinds)
+        responded = original.filter(events__type__in=kinds, events__machine=False)  # machines are no response
         return Contact.objects.filter(Exists(received)).exclude(Exists(responded))
     if campaign.segment is not None:
         return segment_recipients(campaign.segment)

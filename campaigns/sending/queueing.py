@@ -107,12 +107,13 @@ def _recipients_sql(campaign: Campaign) -> tuple[str, list[Any]]:
     """SQL selecting the ids of the campaign's contacts (list, or segment through its queryset; for
     "send again", those who received the original and did not open, or did not click)."""
     if campaign.resend_of_id is not None:
-        # A click implies the message was opened (images may have been blocked).
+        # A click implies the message was opened (images may have been blocked). Opens and clicks by
+        # machines (privacy proxies, link scanners) are no response from the person.
         kinds = ["click"] if campaign.resend_filter == Campaign.Resend.NOT_CLICKED else ["open", "click"]
         return (
             "SELECT m.contact_id FROM campaigns_message m WHERE m.campaign_id = %s AND m.contact_id IS NOT NULL"
             " AND m.status IN ('sent', 'delivered') AND NOT EXISTS (SELECT 1 FROM campaigns_messageevent e"
-            " WHERE e.message_id = m.id AND e.type = ANY(%s))",
+            " WHERE e.message_id = m.id AND e.type = ANY(%s) AND NOT e.machine)",
             [campaign.resend_of_id, kinds],
         )
     if campaign.segment_id is not None:
