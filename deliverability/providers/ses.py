@@ -623,7 +623,7 @@ class SesProvider(DeliveryProvider):
 SEND_EMAIL_PATH = "/v2/email/outbound-emails"  # SES v2 SendEmail: POST, REST-JSON
 SIGNING_NAME = "ses"  # the sesv2 service model's signingName
 SEND_CONNECT_TIMEOUT = 5
-SEND_READ_TIMEOUT = 30
+SEND_READ_TIMEOUT: float = 30
 
 
 class FastSender:

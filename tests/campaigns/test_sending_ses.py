@@ -308,7 +308,7 @@ def test_a_prepared_send_is_signed_before_and_sent_only_when_called(standin: tup
 
 def test_a_slot_that_a_thread_wakes_too_late_for_is_given_up(setup: Setup, recording: RecordingProvider) -> None:
     recording.configure(max_send_rate=100)  # a slot every ~10 ms; late by more than 10 ms -> given up
-    woke_late = []
+    woke_late: list[float] = []
 
     def oversleeping(seconds: float) -> None:
         # The first wake-up comes 50 ms late, as when another thread held the interpreter.
