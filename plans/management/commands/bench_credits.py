@@ -1,7 +1,7 @@
 """Measure the credit API (reserve + consume) on the configured database and print a table.
 
 `make bench` runs it against PostgreSQL. It creates its own organisations (names start with
-"bench-") and removes them afterwards; nothing else is touched.
+"bench-credits-") and removes them afterwards; nothing else is touched.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ class Command(BaseCommand):
     def _run(self, plan: Plan, ops: int, threads: int, *, shared: bool) -> tuple[int, float, float, float]:
         at = timezone.now() - timedelta(minutes=1)
         orgs = [
-            Organisation.objects.create(name=f"bench-{time.monotonic_ns()}-{i}")
+            Organisation.objects.create(name=f"bench-credits-{time.monotonic_ns()}-{i}")
             for i in range(1 if shared else threads)
         ]
         for org in orgs:
@@ -86,7 +86,7 @@ class Command(BaseCommand):
     def _cleanup(self) -> None:
         """Remove the benchmark's organisations. The ledger protects its rows from the ORM (it is
         append-only, and an organisation with a ledger cannot be deleted), so this goes in SQL."""
-        ids = list(Organisation.objects.filter(name__startswith="bench-").values_list("pk", flat=True))
+        ids = list(Organisation.objects.filter(name__startswith="bench-credits-").values_list("pk", flat=True))
         if not ids:
             return
         tables = [
