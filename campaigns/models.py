@@ -318,7 +318,10 @@ class Message(models.Model):
     # have no database-level constraint (each row would be checked at commit: seconds per million);
     # the columns that are the same for a whole campaign have no index of their own where a
     # composite index below starts with them, or where nothing looks rows up by them.
-    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="+", db_constraint=False)
+    # Never looked up by organisation alone (always with a campaign, contact or id): no index of its own.
+    organisation = models.ForeignKey(
+        Organisation, on_delete=models.CASCADE, related_name="+", db_constraint=False, db_index=False
+    )
     sending_account = models.ForeignKey(
         SendingAccount, on_delete=models.CASCADE, related_name="messages", db_constraint=False, db_index=False
     )

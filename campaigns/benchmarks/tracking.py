@@ -481,9 +481,11 @@ def run(
                 "count": render_messages,
                 "seconds": None,
                 "rate": round(render["tracked"]),
-                "goal": ">= 4000/s",
-                "ok": render["tracked"] >= 4000,
-                "detail": f"without tracking {round(render['plain'])}/s",
+                # The cost of tracking, for comparison: the render goal (>= 4,000/s per core,
+                # bench_render) is for the canonical message as it is, untracked.
+                "goal": "(cost of tracking)",
+                "ok": None,
+                "detail": f"the same message untracked: {round(render['plain'])}/s",
             }
         )
     finally:
