@@ -57,7 +57,7 @@ class CampaignForm(forms.ModelForm[Campaign]):
 
     class Meta:
         model = Campaign
-        fields = ("name", "sending_account", "sender", "template")
+        fields = ("name", "sending_account", "sender", "template", "tracking")
 
     def __init__(self, *args: Any, membership: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -78,6 +78,15 @@ class CampaignForm(forms.ModelForm[Campaign]):
         self.fields["send_at"].help_text = _(
             "In your organisation's time zone, %(zone)s. Empty: send when you press Send."
         ) % {"zone": membership.organisation.time_zone}
+        self.fields["tracking"].label = _("Open and click tracking")
+        self.fields["tracking"].widget.choices = [  # type: ignore[attr-defined]
+            ("unknown", _("As the template says")),
+            ("true", _("Track opens and clicks")),
+            ("false", _("Do not track")),
+        ]
+        self.fields["tracking"].help_text = _(
+            "Tracked links go through the portal (or your branded tracking domain); opens are counted by a pixel."
+        )
         instance = self.instance
         self.initial.setdefault("touchpoint", "promotional" if instance.promotional else "transactional")
         if instance.contact_list_id:

@@ -40,7 +40,7 @@ PREVIEW_CSP = (
 class TemplateForm(forms.ModelForm[Template]):
     class Meta:
         model = Template
-        fields = ("name", "slug", "subject", "preheader", "source_format", "body", "text")
+        fields = ("name", "slug", "subject", "preheader", "source_format", "body", "text", "tracking")
         widgets = {
             "body": forms.Textarea(attrs={"rows": 18, "class": "font-monospace", "spellcheck": "false"}),
             "text": forms.Textarea(attrs={"rows": 6, "class": "font-monospace"}),
@@ -56,6 +56,13 @@ class TemplateForm(forms.ModelForm[Template]):
     def __init__(self, *args: Any, organisation: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.organisation = organisation
+        self.fields["tracking"].label = _("Open and click tracking")
+        self.fields["tracking"].widget.choices = [  # type: ignore[attr-defined]
+            ("unknown", _("Promotional e-mail only (default)")),
+            ("true", _("Always")),
+            ("false", _("Never")),
+        ]
+        self.fields["tracking"].help_text = _("A campaign can decide otherwise for itself.")
 
     def clean_slug(self) -> str:
         slug = self.cleaned_data["slug"]
@@ -68,7 +75,8 @@ class TemplateForm(forms.ModelForm[Template]):
         data = super().clean() or {}
         if self.errors:
             return data
-        candidate = Template(organisation=self.organisation, **{f: data.get(f, "") for f in self.Meta.fields})
+        content = [f for f in self.Meta.fields if f != "tracking"]
+        candidate = Template(organisation=self.organisation, **{f: data.get(f, "") for f in content})
         rules = list(Rule.objects.filter(organisation=self.organisation))
         samples = list(Contact.objects.filter(organisation=self.organisation)[:SAMPLE_CONTACTS])
         self.warnings = []

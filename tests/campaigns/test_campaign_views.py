@@ -270,3 +270,12 @@ def test_the_list_costs_the_same_queries_for_many_started_campaigns(
         body = client.get(reverse("campaigns:campaign_list")).content.decode()
 
     assert body.count('data-progress="100"') == 12
+
+
+def test_a_campaign_can_turn_tracking_off(tenant: Tenant, login: Any, ready: dict) -> None:
+    client = login(tenant.member)
+    assert "As the template says" in client.get(reverse("campaigns:campaign_create")).content.decode()
+
+    create(client, tenant, ready, tracking="false")
+
+    assert Campaign.objects.get().tracking is False

@@ -199,3 +199,16 @@ def test_the_lists_say_what_to_do_when_empty(tenant: Tenant, login: Any) -> None
 
     for name in ("campaigns:template_list", "campaigns:rule_list"):
         assert 'data-testid="empty-state"' in client.get(reverse(name)).content.decode()
+
+
+@pytest.mark.parametrize(("posted", "stored"), [("unknown", None), ("true", True), ("false", False)])
+def test_tracking_is_chosen_on_the_template_form(
+    tenant: Tenant, login: Any, greeting: Rule, posted: str, stored: bool | None
+) -> None:
+    client = login(tenant.member)
+    page = client.get(reverse("campaigns:template_create")).content.decode()
+    assert "Promotional e-mail only (default)" in page
+
+    client.post(reverse("campaigns:template_create"), template_data(tracking=posted))
+
+    assert Template.objects.get().tracking is stored
