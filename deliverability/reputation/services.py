@@ -374,43 +374,44 @@ def _restart_window(account: SendingAccount, now: datetime) -> None:
     )
 
 
-def lift_probation(account: SendingAccount, *, by: User, note: str, now: datetime | None = None) -> StandingChange:
-    """The XES team ends a probation early (good standing; the window restarts now)."""
+def _lift(
+    account: SendingAccount, *, standing: str, refusal: str, reason: str, by: User, note: str, now: datetime | None
+) -> StandingChange:
+    """The XES team returns an account from ``standing`` to good standing; the window restarts now."""
     note, now = _require_note(note), now or timezone.now()
     with transaction.atomic():
         locked = _locked(account)
-        if locked.standing != Standing.PROBATION:
-            raise ServiceError(_("%(account)s is not on probation.") % {"account": locked})
+        if locked.standing != standing:
+            raise ServiceError(refusal % {"account": locked})
         _restart_window(locked, now)
-        return change_standing(
-            locked,
-            Standing.GOOD,
-            kind=Kind.TEAM,
-            reason=_("The XES team lifted the probation."),
-            by=by,
-            notes=note,
-            now=now,
-        )
+        return change_standing(locked, Standing.GOOD, kind=Kind.TEAM, reason=reason, by=by, notes=note, now=now)
+
+
+def lift_probation(account: SendingAccount, *, by: User, note: str, now: datetime | None = None) -> StandingChange:
+    """The XES team ends a probation early (good standing; the window restarts now)."""
+    return _lift(
+        account,
+        standing=Standing.PROBATION,
+        refusal=_("%(account)s is not on probation."),
+        reason=_("The XES team lifted the probation."),
+        by=by,
+        note=note,
+        now=now,
+    )
 
 
 def lift_suspension(account: SendingAccount, *, by: User, note: str, now: datetime | None = None) -> StandingChange:
     """The XES team lifts a suspension (good standing; the window restarts now). Paused campaigns
     stay paused until the customer resumes them."""
-    note, now = _require_note(note), now or timezone.now()
-    with transaction.atomic():
-        locked = _locked(account)
-        if locked.standing != Standing.SUSPENDED:
-            raise ServiceError(_("%(account)s is not suspended.") % {"account": locked})
-        _restart_window(locked, now)
-        return change_standing(
-            locked,
-            Standing.GOOD,
-            kind=Kind.TEAM,
-            reason=_("The XES team lifted the suspension."),
-            by=by,
-            notes=note,
-            now=now,
-        )
+    return _lift(
+        account,
+        standing=Standing.SUSPENDED,
+        refusal=_("%(account)s is not suspended."),
+        reason=_("The XES team lifted the suspension."),
+        by=by,
+        note=note,
+        now=now,
+    )
 
 
 def put_on_probation(account: SendingAccount, *, by: User, note: str, now: datetime | None = None) -> StandingChange:
